@@ -1,0 +1,146 @@
+/**
+ * Shoal's domain model (Docker's Container Network Model, kept on purpose).
+ * These are the objects stored as JSON in the cluster store; every layer reads them.
+ * Validation of user input lives at the API boundary (mesh/api/validate.ts).
+ */
+
+export type NetworkDriver = 'bridge' | 'overlay' | 'macvlan';
+export type NetworkScope = 'local' | 'swarm';
+
+/** One address family's IPAM configuration of a network. */
+export interface IpamConfig {
+  /** CIDR, e.g. "10.0.1.0/24" or "fd00:1::/64". */
+  subnet: string;
+  /** Gateway address inside the subnet (first usable address unless given). */
+  gateway: string;
+}
+
+export interface Network {
+  id: string;
+  name: string;
+  driver: NetworkDriver;
+  scope: NetworkScope;
+  ipam: { v4: IpamConfig; v6?: IpamConfig };
+  /** VXLAN network identifier, overlay only. */
+  vni?: number;
+  /** True for the cluster's ingress network (created by the system, not by users). */
+  ingress?: boolean;
+  /** Driver options (`-o k=v`), e.g. `parent=eth0` for macvlan, `mtu=1400`. */
+  options: Record<string, string>;
+  labels: Record<string, string>;
+  createdAt: string;
+}
+
+export type EndpointMode = 'vip' | 'dnsrr';
+export type Protocol = 'tcp' | 'udp';
+export type PublishMode = 'ingress' | 'host';
+
+export interface PortConfig {
+  /** Port inside the task. */
+  target: number;
+  /** Port on every node (ingress) or on nodes running a replica (host). Auto-assigned if 0 in ingress mode. */
+  published: number;
+  protocol: Protocol;
+  mode: PublishMode;
+  /** Optional name, used for DNS SRV records `_name._proto.svc`. */
+  name?: string;
+}
+
+export interface ServiceNetwork {
+  /** Network id. */
+  network: string;
+  aliases: string[];
+}
+
+export interface HealthCheck {
+  /** `tcp` connects to `port`; `http` GETs `path` on `port` and wants a 2xx/3xx. */
+  type: 'tcp' | 'http' | 'none';
+  port?: number;
+  path?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+}
+
+export interface ServiceSpec {
+  name: string;
+  endpointMode: EndpointMode;
+  replicas: number;
+  ports: PortConfig[];
+  networks: ServiceNetwork[];
+  /** The task's command (argv). */
+  command: string[];
+  env: Record<string, string>;
+  healthCheck?: HealthCheck;
+  labels: Record<string, string>;
+}
+
+export interface Service {
+  id: string;
+  /** Incremented on every update of the spec; tasks record the version they run. */
+  version: number;
+  spec: ServiceSpec;
+  /** One VIP per network in vip mode: network id -> address (v4, and v6 when the network has it). */
+  vips: Record<string, { v4: string; v6?: string }>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type TaskState =
+  | 'new'
+  | 'assigned'
+  | 'starting'
+  | 'running'
+  | 'complete'
+  | 'failed'
+  | 'shutdown'
+  | 'orphaned';
+
+export type DesiredTaskState = 'running' | 'shutdown';
+
+export interface TaskStatus {
+  state: TaskState;
+  message: string;
+  /** ISO timestamp of the last state change. */
+  since: string;
+  pid?: number;
+  exitCode?: number;
+  /** Health as the agent sees it; absent while unknown. */
+  healthy?: boolean;
+}
+
+export interface Task {
+  id: string;
+  serviceId: string;
+  serviceName: string;
+  /** Replica slot, 1-based. */
+  slot: number;
+  nodeId: string;
+  desiredState: DesiredTaskState;
+  status: TaskStatus;
+  /** One address per network: network id -> { v4, v6? }. */
+  addresses: Record<string, { v4: string; v6?: string }>;
+  serviceVersion: number;
+  createdAt: string;
+}
+
+export type NodeState = 'ready' | 'down';
+export type NodeAvailability = 'active' | 'drain' | 'pause';
+
+export interface Node {
+  id: string;
+  name: string;
+  /** Underlay address used as the VXLAN tunnel endpoint and for published ports. */
+  address: string;
+  state: NodeState;
+  availability: NodeAvailability;
+  /** Store lease held by the node's agent; the node is down when it expires. */
+  lease: number;
+  labels: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The task's display name, Docker-style: `web.1.<id>`. */
+export const taskName = (t: Pick<Task, 'serviceName' | 'slot' | 'id'>): string => `${t.serviceName}.${t.slot}.${t.id}`;
