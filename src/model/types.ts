@@ -122,6 +122,10 @@ export interface Task {
   /** One address per network: network id -> { v4, v6? }. */
   addresses: Record<string, { v4: string; v6?: string }>;
   serviceVersion: number;
+  /** Hash of the spec fields a running task depends on; a task with a stale hash is replaced. */
+  specHash: string;
+  /** Set once the task's addresses went back to IPAM (they stay listed for history). */
+  addressesReleased?: boolean;
   createdAt: string;
 }
 

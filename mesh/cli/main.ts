@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+/**
+ * `shoal`: the CLI and the daemons. `runCli` is the whole program minus process exit, so tests
+ * drive it in-process; errors become one sentence on stderr and exit status 1 (2 for usage).
+ */
+import { readFileSync } from 'node:fs';
+import { WebSocket } from 'ws';
+import { isShoalError, messageOf } from '../../src/errors.js';
+import { parseObjectKey } from '../../src/model/keys.js';
+import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath } from '../daemon/index.js';
+import type { WatchFrame } from '../api/watch.js';
+import { wsUrl } from '../agent/session.js';
+import { one, parseArgs, type FlagSpec } from './args.js';
+import { resolveEndpoint } from './client.js';
+import { findCommand, GLOBAL_FLAGS, usageText } from './commands.js';
+
+export interface Io { out: (s: string) => void; err: (s: string) => void; env: NodeJS.ProcessEnv }
+
+const DAEMON_FLAGS: FlagSpec[] = [
+  { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
+];
+
+const USAGE = `usage: shoal COMMAND
+  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP]
+  shoal manager [--data-dir DIR] [--listen HOST:PORT]
+  shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP]
+  shoal events
+${usageText()}
+global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
+`;
+
+/** Runs a daemon until SIGINT/SIGTERM; resolves with the exit code. */
+async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, DAEMON_FLAGS);
+  if (p.positional.length) throw new Error(`shoal ${kind} takes no arguments (got '${p.positional[0]}')`);
+  const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
+  const log = (m: string, e?: unknown): void => io.err(`${new Date().toISOString()} ${m}${e ? `: ${messageOf(e)}` : ''}\n`);
+  const ttl = one(p, 'node-ttl');
+  const stops: Array<() => Promise<void>> = [];
+  if (kind === 'up' || kind === 'manager') {
+    const listen = one(p, 'listen');
+    const m = await startManager({ dataDir, log, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: Number(ttl) } : {}) });
+    stops.push(() => m.stop());
+    io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}\n`);
+    if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
+    if (kind === 'up') {
+      const a = startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, ...nodeIdentity(p) });
+      stops.unshift(() => a.stop());
+    }
+  } else {
+    const join = one(p, 'join');
+    const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
+    if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
+    const a = startAgent({ managerUrl: join, joinToken: token, dataDir, log, ...nodeIdentity(p) });
+    stops.push(() => a.stop());
+    io.out(`agent started, joining ${join}\n`);
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  for (const s of stops) await s();
+  return 0;
+}
+
+function nodeIdentity(p: ReturnType<typeof parseArgs>): { name?: string; address?: string } {
+  const out: { name?: string; address?: string } = {};
+  const name = one(p, 'name');
+  const address = one(p, 'address');
+  if (name) out.name = name;
+  if (address) out.address = address;
+  return out;
+}
+
+/** `shoal events`: the watch stream as one line per object change, until interrupted. */
+function events(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, GLOBAL_FLAGS);
+  const ep = resolveEndpoint(endpointFlags(p), io.env);
+  return new Promise((resolve) => {
+    const ws = new WebSocket(wsUrl(ep.url, '/v1/watch'), { headers: { authorization: `Bearer ${ep.token}` } });
+    ws.on('message', (d) => {
+      const f = JSON.parse(d.toString()) as WatchFrame;
+      if (f.type !== 'events') return;
+      for (const e of f.events) {
+        const o = parseObjectKey(e.key);
+        if (!o) continue;
+        const obj = e.value ? (JSON.parse(e.value) as { name?: string; spec?: { name?: string }; serviceName?: string; slot?: number }) : {};
+        const name = obj.name ?? obj.spec?.name ?? (obj.serviceName ? `${obj.serviceName}.${obj.slot}` : '');
+        io.out(`${new Date().toISOString()} ${o.kind.slice(0, -1)} ${e.type === 'put' ? 'update' : 'remove'} ${o.id}${name ? ` (name=${name})` : ''}\n`);
+      }
+    });
+    ws.on('error', (e) => { io.err(`shoal: ${e.message}\n`); resolve(1); });
+    ws.on('close', () => resolve(0));
+    process.once('SIGINT', () => ws.close());
+  });
+}
+
+function endpointFlags(p: ReturnType<typeof parseArgs>): { host?: string; token?: string; dataDir?: string } {
+  const o: { host?: string; token?: string; dataDir?: string } = {};
+  const host = one(p, 'host'), token = one(p, 'token'), dataDir = one(p, 'data-dir');
+  if (host) o.host = host;
+  if (token) o.token = token;
+  if (dataDir) o.dataDir = dataDir;
+  return o;
+}
+
+export async function runCli(argv: string[], io: Io): Promise<number> {
+  const [group, sub, ...rest] = argv;
+  try {
+    if (!group || group === '--help' || group === 'help' || group === '-h') { io.out(USAGE); return group ? 0 : 2; }
+    if (group === 'up' || group === 'manager' || group === 'agent') return await daemon(group, argv.slice(1), io);
+    if (group === 'events') return await events(argv.slice(1), io);
+    if (group === 'version') { io.out('shoal 0.1.0\n'); return 0; }
+    if (group === 'join-token') {
+      const p = parseArgs(argv.slice(1), GLOBAL_FLAGS);
+      const dir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
+      io.out(readFileSync(tokenPath(dir, 'join'), 'utf8'));
+      return 0;
+    }
+    const found = findCommand(group, sub);
+    if (!found) {
+      io.err(`shoal: unknown command '${[group, sub].filter(Boolean).join(' ')}'; run 'shoal --help' for the list\n`);
+      return 2;
+    }
+    const p = parseArgs(rest, [...GLOBAL_FLAGS, ...found.cmd.flags]);
+    const ep = resolveEndpoint(endpointFlags(p), io.env);
+    io.out(await found.cmd.run(ep, p));
+    return 0;
+  } catch (e) {
+    io.err(`shoal: ${isShoalError(e) || e instanceof Error ? messageOf(e) : String(e)}\n`);
+    return 1;
+  }
+}
+
+// Run when executed as the `shoal` binary (not when imported by tests).
+if (process.argv[1] && /(?:^|\/)(?:main\.[jt]s|shoal)$/.test(process.argv[1])) {
+  runCli(process.argv.slice(2), { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env })
+    .then((code) => { process.exitCode = code; }, (e: unknown) => { process.stderr.write(`shoal: ${messageOf(e)}\n`); process.exitCode = 1; });
+}

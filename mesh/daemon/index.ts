@@ -1,0 +1,113 @@
+/**
+ * Process composition: `shoal up` (manager + agent + embedded store in one process: the
+ * embedded default), `shoal manager` and `shoal agent`.
+ *
+ * A manager announces itself in its data dir: `shoal.sock` (the API on a unix socket, mode
+ * 0600), `manager.token` and `join.token` (0600). The CLI on the same machine finds all three
+ * through `--data-dir` / `SHOAL_DATA_DIR`.
+ */
+import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { unavailable } from '../../src/errors.js';
+import { openEmbeddedStore } from '../../src/store/embedded.js';
+import type { Store } from '../../src/store/types.js';
+import { Agent } from '../agent/index.js';
+import { createApiServer } from '../api/server.js';
+import { Manager } from '../manager/index.js';
+
+export const DEFAULT_DATA_DIR = '/var/lib/shoal';
+export const socketPath = (dataDir: string): string => join(dataDir, 'shoal.sock');
+export const tokenPath = (dataDir: string, which: 'manager' | 'join'): string => join(dataDir, `${which}.token`);
+
+export interface ManagerProcessOptions {
+  dataDir: string;
+  /** Also listen on TCP, `host:port`. */
+  listen?: string;
+  nodeLeaseTtlSeconds?: number;
+  log: (msg: string, err?: unknown) => void;
+}
+
+export interface Running {
+  manager: Manager;
+  store: Store;
+  servers: Server[];
+  /** The TCP URL when listening on TCP. */
+  url?: string;
+  stop(): Promise<void>;
+}
+
+function listen(server: Server, where: { path: string } | { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(where, () => { server.off('error', reject); resolve(); });
+  });
+}
+
+function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[?([^\]]*)\]?:)?(\d+)$/.exec(s);
+  const port = Number(m?.[2]);
+  if (!m || !Number.isInteger(port) || port > 65535) throw unavailable(`--listen '${s}' is not host:port`);
+  return { host: m[1] || '127.0.0.1', port };
+}
+
+export async function startManager(o: ManagerProcessOptions): Promise<Running> {
+  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  const store = await openEmbeddedStore({ dir: join(o.dataDir, 'store') });
+  const mopts: { log: typeof o.log; nodeLeaseTtlSeconds?: number } = { log: o.log };
+  if (o.nodeLeaseTtlSeconds !== undefined) mopts.nodeLeaseTtlSeconds = o.nodeLeaseTtlSeconds;
+  const manager = new Manager(store, mopts);
+  await manager.start();
+  const servers: Server[] = [];
+  const sock = socketPath(o.dataDir);
+  // A socket file left by a killed manager: the store's dir lock proved we are the only one.
+  if (existsSync(sock)) rmSync(sock);
+  const local = createApiServer(manager, { log: o.log });
+  await listen(local, { path: sock });
+  await chmod(sock, 0o600);
+  servers.push(local);
+  let url: string | undefined;
+  if (o.listen) {
+    const where = parseListen(o.listen);
+    const tcp = createApiServer(manager, { log: o.log });
+    await listen(tcp, where);
+    const addr = tcp.address();
+    const port = typeof addr === 'object' && addr ? addr.port : where.port;
+    url = `http://${where.host.includes(':') ? `[${where.host}]` : where.host}:${port}`;
+    servers.push(tcp);
+  }
+  writeFileSync(tokenPath(o.dataDir, 'manager'), manager.cluster.managerToken + '\n', { mode: 0o600 });
+  writeFileSync(tokenPath(o.dataDir, 'join'), manager.cluster.joinToken + '\n', { mode: 0o600 });
+  const running: Running = {
+    manager, store, servers,
+    async stop() {
+      for (const s of servers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); }
+      await manager.stop();
+      await store.close();
+      rmSync(sock, { force: true });
+    },
+  };
+  if (url) running.url = url;
+  return running;
+}
+
+export interface AgentProcessOptions {
+  managerUrl: string;
+  joinToken: string;
+  dataDir: string;
+  name?: string;
+  address?: string;
+  log: (msg: string) => void;
+}
+
+export function startAgent(o: AgentProcessOptions): Agent {
+  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  const agent = new Agent({
+    managerUrl: o.managerUrl, joinToken: o.joinToken, name: o.name ?? hostname().split('.')[0] ?? 'node',
+    address: o.address ?? '127.0.0.1', dataDir: o.dataDir, log: o.log,
+  });
+  agent.start();
+  return agent;
+}

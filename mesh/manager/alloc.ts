@@ -1,0 +1,47 @@
+/**
+ * The manager's use of IPAM (src/ipam): claims that compose into the manager's own
+ * transactions, and the commit loop with the manager's rules for which failed compares mean
+ * "retry" (a concurrent allocation or object update: rebuild from fresh reads) and which are
+ * final (a name taken: tell the user).
+ */
+import { conflict } from '../../src/errors.js';
+import {
+  claimAddress, claimGateway, claimPort, claimSubnet, claimVni, commitClaims,
+  releaseAddress, releaseNetworkAddresses, releasePort, releaseSubnet, releaseVni, type Claim, type TxnPlan,
+} from '../../src/ipam/index.js';
+import { ROOT } from '../../src/model/keys.js';
+import type { NetworkDriver, Protocol } from '../../src/model/types.js';
+import type { Store } from '../../src/store/types.js';
+
+export type { Claim };
+
+const isNameKey = (key: string): boolean => key.startsWith(`${ROOT}names/`);
+
+export const alloc = {
+  /**
+   * Runs `build` in a transaction until it commits. A failed compare on a name key is final and
+   * reported with `nameConflict`; any other failed compare is retried with a fresh build.
+   */
+  commit(store: Store, build: () => Promise<TxnPlan>, nameConflict?: string): Promise<unknown> {
+    return commitClaims(store, build, {
+      retryable: (c) => !isNameKey(c.key),
+      onConflict: () => conflict(nameConflict ?? 'a name this request needs was taken meanwhile; try again', 'NAME_IN_USE'),
+    });
+  },
+  subnet(store: Store, r: { driver: NetworkDriver; family: 4 | 6; requested: string | undefined; owner: string; networkId: string }): Promise<Claim<string>> {
+    return claimSubnet(store, { driver: r.driver, family: r.family, ...(r.requested !== undefined ? { requested: r.requested } : {}), network: r.owner, networkId: r.networkId });
+  },
+  gateway(store: Store, networkId: string, subnet: string, requested: string | undefined): Promise<Claim<string>> {
+    return claimGateway(store, networkId, subnet, requested);
+  },
+  address(store: Store, r: { networkId: string; subnet: string; owner: string; networkName?: string }): Promise<Claim<string>> {
+    return claimAddress(store, r.networkId, r.subnet, { owner: r.owner, ...(r.networkName ? { networkName: r.networkName } : {}) });
+  },
+  vni(store: Store, owner: string): Promise<Claim<number>> {
+    return claimVni(store, undefined, { owner });
+  },
+  port(store: Store, r: { protocol: Protocol; requested: number | undefined; owner: string; label: string; pending: Array<Claim<unknown>> }): Promise<Claim<number>> {
+    return claimPort(store, r.protocol, r.requested, { owner: r.owner, label: r.label, pending: r.pending });
+  },
+  releaseSubnet, releaseAddress, releaseNetworkAddresses, releaseVni, releasePort,
+};

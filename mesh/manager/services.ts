@@ -1,0 +1,178 @@
+/**
+ * Service lifecycle in the manager. A create claims the name, one VIP per network (vip mode) and
+ * the published ports in one store transaction; an update is compare-and-swapped on the version
+ * the caller read; a remove deletes the service and releases what it held, and leaves its tasks
+ * to the scheduler, which shuts them down and releases their addresses.
+ */
+import { conflict, invalid } from '../../src/errors.js';
+import { newId } from '../../src/ids.js';
+import { nameKey } from '../../src/model/keys.js';
+import type { Network, PortConfig, Service, ServiceNetwork, ServiceSpec } from '../../src/model/types.js';
+import type { Compare, Store, TxnOp } from '../../src/store/types.js';
+import type { ServiceCreate, ServiceNetworkRef, ServiceUpdate } from '../api/validate.js';
+import { alloc, type Claim } from './alloc.js';
+import {
+  deleteName, deleteObject, nameFree, putName, putObject, resolveObject, unchanged,
+} from './objects.js';
+
+async function resolveNetworks(store: Store, refs: ServiceNetworkRef[]): Promise<Array<{ net: Network; aliases: string[] }>> {
+  const out: Array<{ net: Network; aliases: string[] }> = [];
+  for (const r of refs) {
+    const { obj } = await resolveObject(store, 'networks', r.network);
+    if (obj.ingress) throw invalid(`service cannot attach to the ingress network '${obj.name}' directly; publish a port instead (-p)`);
+    if (out.some((o) => o.net.id === obj.id)) throw invalid(`network '${r.network}' is listed twice`);
+    out.push({ net: obj, aliases: r.aliases });
+  }
+  return out;
+}
+
+const portKey = (p: PortConfig): string => `${p.published}/${p.protocol}`;
+
+/** Claims published ports not already held by this service (`held`: ports it keeps). */
+async function claimPorts(store: Store, serviceId: string, name: string, ports: PortConfig[], held: Set<string>): Promise<{ ports: PortConfig[]; claims: Array<Claim<number>> }> {
+  const claims: Array<Claim<number>> = [];
+  const out: PortConfig[] = [];
+  for (const p of ports) {
+    if (p.published !== 0 && held.has(portKey(p))) {
+      out.push(p);
+      continue;
+    }
+    const c = await alloc.port(store, { protocol: p.protocol, requested: p.published === 0 ? undefined : p.published, owner: `service:${serviceId}`, label: `service '${name}'`, pending: claims });
+    claims.push(c);
+    out.push({ ...p, published: c.value });
+  }
+  return { ports: out, claims };
+}
+
+async function claimVips(store: Store, serviceId: string, nets: Network[], keep: Service['vips']): Promise<{ vips: Service['vips']; claims: Array<Claim<string>> }> {
+  const vips: Service['vips'] = {};
+  const claims: Array<Claim<string>> = [];
+  for (const net of nets) {
+    const kept = keep[net.id];
+    if (kept) {
+      vips[net.id] = kept;
+      continue;
+    }
+    const v4 = await alloc.address(store, { networkId: net.id, subnet: net.ipam.v4.subnet, owner: `vip:${serviceId}`, networkName: net.name });
+    claims.push(v4);
+    vips[net.id] = { v4: v4.value };
+    if (net.ipam.v6) {
+      const v6 = await alloc.address(store, { networkId: net.id, subnet: net.ipam.v6.subnet, owner: `vip:${serviceId}`, networkName: net.name });
+      claims.push(v6);
+      vips[net.id] = { v4: v4.value, v6: v6.value };
+    }
+  }
+  return { vips, claims };
+}
+
+function releaseVips(vips: Service['vips'], except: Set<string> = new Set()): TxnOp[] {
+  return Object.entries(vips).filter(([net]) => !except.has(net)).flatMap(([net, a]) => [
+    ...alloc.releaseAddress(net, a.v4),
+    ...(a.v6 ? alloc.releaseAddress(net, a.v6) : []),
+  ]);
+}
+
+function releasePorts(ports: PortConfig[], except: Set<string> = new Set()): TxnOp[] {
+  return ports.filter((p) => !except.has(portKey(p))).flatMap((p) => alloc.releasePort(p.protocol, p.published));
+}
+
+export async function createService(store: Store, req: ServiceCreate): Promise<Service> {
+  const nameInUse = `service name '${req.name}' is already in use (shoal service ls lists services)`;
+  if (await store.get(nameKey('services', req.name))) throw conflict(nameInUse, 'NAME_IN_USE');
+  const nets = await resolveNetworks(store, req.networks);
+  const id = newId();
+  let created: Service | undefined;
+  await alloc.commit(store, async () => {
+    const now = new Date().toISOString();
+    const { ports, claims: portClaims } = await claimPorts(store, id, req.name, req.ports, new Set());
+    const { vips, claims: vipClaims } = req.endpointMode === 'vip'
+      ? await claimVips(store, id, nets.map((n) => n.net), {})
+      : { vips: {}, claims: [] };
+    const spec: ServiceSpec = {
+      name: req.name, endpointMode: req.endpointMode, replicas: req.replicas, ports,
+      networks: nets.map((n): ServiceNetwork => ({ network: n.net.id, aliases: n.aliases })),
+      command: req.command, env: req.env, labels: req.labels,
+    };
+    if (req.healthCheck) spec.healthCheck = req.healthCheck;
+    const svc: Service = { id, version: 1, spec, vips, createdAt: now, updatedAt: now };
+    const claims = [...portClaims, ...vipClaims];
+    created = svc;
+    return {
+      compares: [nameFree('services', req.name), ...claims.flatMap((c) => c.compares)],
+      success: [...claims.flatMap((c) => c.ops), putName('services', req.name, id), putObject('services', id, svc)],
+    };
+  }, nameInUse);
+  if (!created) throw conflict(`service '${req.name}' could not be created`);
+  return created;
+}
+
+/**
+ * Applies an update. With `u.version` the update is refused if the service changed since the
+ * caller read that version (Docker's `--version` / swarmkit's optimistic concurrency).
+ */
+export async function updateService(store: Store, ref: string, u: ServiceUpdate): Promise<Service> {
+  let updated: Service | undefined;
+  const current = await resolveObject(store, 'services', ref);
+  if (u.version !== undefined && u.version !== current.obj.version) {
+    throw conflict(`service '${current.obj.spec.name}' is at version ${current.obj.version}, not ${u.version}: it changed since you read it; inspect it again`, 'VERSION_MISMATCH');
+  }
+  const nets = u.networks ? await resolveNetworks(store, u.networks) : undefined;
+  await alloc.commit(store, async () => {
+    const v = await resolveObject(store, 'services', current.obj.id);
+    if (u.version !== undefined && v.obj.version !== u.version) {
+      throw conflict(`service '${v.obj.spec.name}' changed while being updated; inspect it again`, 'VERSION_MISMATCH');
+    }
+    const old = v.obj;
+    const spec: ServiceSpec = { ...old.spec };
+    if (u.replicas !== undefined) spec.replicas = u.replicas;
+    if (u.endpointMode !== undefined) spec.endpointMode = u.endpointMode;
+    if (u.command !== undefined) spec.command = u.command;
+    if (u.env !== undefined) spec.env = u.env;
+    if (u.labels !== undefined) spec.labels = u.labels;
+    if (u.healthCheck !== undefined) spec.healthCheck = u.healthCheck;
+    if (nets) spec.networks = nets.map((n) => ({ network: n.net.id, aliases: n.aliases }));
+    if (spec.endpointMode === 'dnsrr' && (u.ports ?? spec.ports).some((p) => p.mode === 'ingress')) {
+      throw invalid(`dnsrr services cannot publish ingress ports (there is no VIP to balance them)`);
+    }
+    // Ports: keep the ones that stay (same published/protocol), claim new ones, release the rest.
+    const oldPorts = new Set(old.spec.ports.map(portKey));
+    let portClaims: Array<Claim<number>> = [];
+    let releasedPorts: TxnOp[] = [];
+    if (u.ports) {
+      const r = await claimPorts(store, old.id, old.spec.name, u.ports, oldPorts);
+      spec.ports = r.ports;
+      portClaims = r.claims;
+      releasedPorts = releasePorts(old.spec.ports, new Set(spec.ports.map(portKey)));
+    }
+    // VIPs: one per network in vip mode; released for networks left or when switching to dnsrr.
+    const netIds = spec.networks.map((n) => n.network);
+    const wanted = spec.endpointMode === 'vip' ? netIds : [];
+    const keep: Service['vips'] = Object.fromEntries(Object.entries(old.vips).filter(([n]) => wanted.includes(n)));
+    const netObjs: Network[] = [];
+    for (const id of wanted) netObjs.push(nets?.find((n) => n.net.id === id)?.net ?? (await resolveObject(store, 'networks', id)).obj);
+    const { vips, claims: vipClaims } = await claimVips(store, old.id, netObjs, keep);
+    const next: Service = { ...old, spec, vips, version: old.version + 1, updatedAt: new Date().toISOString() };
+    const claims = [...portClaims, ...vipClaims];
+    updated = next;
+    const compares: Compare[] = [unchanged('services', old.id, v.modRevision), ...claims.flatMap((c) => c.compares)];
+    return {
+      compares,
+      success: [...claims.flatMap((c) => c.ops), ...releasedPorts, ...releaseVips(old.vips, new Set(Object.keys(keep))), putObject('services', old.id, next)],
+    };
+  });
+  if (!updated) throw conflict(`service '${ref}' could not be updated`);
+  return updated;
+}
+
+/** Removes the service and releases its VIPs and ports; its tasks are shut down by the scheduler. */
+export async function removeService(store: Store, ref: string): Promise<Service> {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const v = await resolveObject(store, 'services', ref);
+    const res = await store.txn({
+      compare: [unchanged('services', v.obj.id, v.modRevision)],
+      success: [deleteObject('services', v.obj.id), deleteName('services', v.obj.spec.name), ...releaseVips(v.obj.vips), ...releasePorts(v.obj.spec.ports)],
+    });
+    if (res.succeeded) return v.obj;
+  }
+  throw conflict(`service '${ref}' kept changing while being removed; try again`);
+}

@@ -1,0 +1,115 @@
+/**
+ * Every bad request gets a clear 4xx `{code, message}` (or, from the CLI, one sentence and a
+ * non-zero exit) and leaves the store byte-for-byte unchanged.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, cli, dumpStore, raw, startTestManager, type TestManager } from '../helpers/cluster.js';
+
+let m: TestManager;
+let before: string;
+
+beforeAll(async () => {
+  m = await startTestManager();
+  expect((await api(m, 'POST', '/v1/networks', { name: 'app', subnet: '10.77.1.0/24' })).status).toBe(201);
+  expect((await api(m, 'POST', '/v1/services', { name: 'web', replicas: 2, networks: ['app'], ports: [{ target: 80, published: 8080 }], command: ['sleep', '1000'] })).status).toBe(201);
+  await m.manager.scheduler.idle();
+});
+afterAll(async () => { await m?.close(); });
+
+interface ApiCase { name: string; method: string; path: string; body?: unknown; headers?: Record<string, string>; status: number; message: RegExp }
+
+const svc = (extra: Record<string, unknown>): Record<string, unknown> => ({ name: 'svc2', command: ['sleep', '1'], ...extra });
+
+const apiCases: ApiCase[] = [
+  { name: 'no token', method: 'GET', path: '/v1/networks', headers: { authorization: '' }, status: 401, message: /token/ },
+  { name: 'wrong token', method: 'GET', path: '/v1/networks', headers: { authorization: 'Bearer nope' }, status: 401, message: /wrong token/ },
+  { name: 'join token is not a manager token', method: 'GET', path: '/v1/networks', headers: { authorization: 'JOIN' }, status: 401, message: /token/ },
+  { name: 'unknown path', method: 'GET', path: '/v1/frobs', status: 404, message: /not found/ },
+  { name: 'wrong method', method: 'PUT', path: '/v1/networks', status: 400, message: /not allowed/ },
+  { name: 'invalid JSON', method: 'POST', path: '/v1/networks', body: '{"name": "x",', status: 400, message: /not valid JSON/ },
+  { name: 'oversized body', method: 'POST', path: '/v1/networks', body: JSON.stringify({ name: 'big', labels: { k: 'x'.repeat(1_100_000) } }), status: 413, message: /larger than/ },
+  { name: 'body not an object', method: 'POST', path: '/v1/networks', body: '[1,2]', status: 400, message: /must be a JSON object/ },
+  { name: 'unknown field', method: 'POST', path: '/v1/networks', body: { name: 'n2', colour: 'blue' }, status: 400, message: /unknown field 'colour'/ },
+  { name: 'missing network name', method: 'POST', path: '/v1/networks', body: {}, status: 400, message: /network name is required/ },
+  { name: 'bad network name', method: 'POST', path: '/v1/networks', body: { name: 'a b' }, status: 400, message: /network name 'a b' is invalid/ },
+  { name: 'duplicate network name', method: 'POST', path: '/v1/networks', body: { name: 'app' }, status: 409, message: /already in use/ },
+  { name: 'reserved name ingress', method: 'POST', path: '/v1/networks', body: { name: 'ingress' }, status: 400, message: /reserved/ },
+  { name: 'unknown driver', method: 'POST', path: '/v1/networks', body: { name: 'n2', driver: 'token-ring' }, status: 400, message: /driver must be one of/ },
+  { name: 'malformed CIDR', method: 'POST', path: '/v1/networks', body: { name: 'n2', subnet: '10.0.0.0/33' }, status: 400, message: /prefix length/ },
+  { name: 'CIDR garbage', method: 'POST', path: '/v1/networks', body: { name: 'n2', subnet: 'banana' }, status: 400, message: /banana/ },
+  { name: 'host bits set', method: 'POST', path: '/v1/networks', body: { name: 'n2', subnet: '10.1.0.1/24' }, status: 400, message: /host bits/ },
+  { name: 'overlapping subnet', method: 'POST', path: '/v1/networks', body: { name: 'n2', subnet: '10.77.0.0/16' }, status: 409, message: /overlaps network 'app'/ },
+  { name: 'gateway outside subnet', method: 'POST', path: '/v1/networks', body: { name: 'n2', subnet: '10.78.0.0/24', gateway: '10.79.0.1' }, status: 400, message: /gateway/ },
+  { name: 'gateway without subnet', method: 'POST', path: '/v1/networks', body: { name: 'n2', gateway: '10.79.0.1' }, status: 400, message: /needs network.subnet/ },
+  { name: 'macvlan without parent', method: 'POST', path: '/v1/networks', body: { name: 'n2', driver: 'macvlan' }, status: 400, message: /parent/ },
+  { name: 'mtu out of range', method: 'POST', path: '/v1/networks', body: { name: 'n2', options: { mtu: '70000' } }, status: 400, message: /mtu/ },
+  { name: 'inspect unknown network', method: 'GET', path: '/v1/networks/nope', status: 404, message: /network 'nope' not found \(shoal network ls/ },
+  { name: 'remove network in use', method: 'DELETE', path: '/v1/networks/app', status: 409, message: /in use by service 'web'/ },
+  { name: 'service without command', method: 'POST', path: '/v1/services', body: { name: 'svc2' }, status: 400, message: /command is required/ },
+  { name: 'duplicate service name', method: 'POST', path: '/v1/services', body: svc({ name: 'web' }), status: 409, message: /already in use/ },
+  { name: 'replicas < 0', method: 'POST', path: '/v1/services', body: svc({ replicas: -1 }), status: 400, message: /replicas must be between 0/ },
+  { name: 'replicas not a number', method: 'POST', path: '/v1/services', body: svc({ replicas: 'three' }), status: 400, message: /replicas must be an integer/ },
+  { name: 'port out of range', method: 'POST', path: '/v1/services', body: svc({ ports: [{ target: 70000 }] }), status: 400, message: /target must be between 1 and 65535/ },
+  { name: 'published port taken', method: 'POST', path: '/v1/services', body: svc({ ports: [{ target: 80, published: 8080 }] }), status: 409, message: /8080/ },
+  { name: 'published port twice', method: 'POST', path: '/v1/services', body: svc({ ports: [{ target: 80, published: 9000 }, { target: 81, published: 9000 }] }), status: 400, message: /listed twice/ },
+  { name: 'bad protocol', method: 'POST', path: '/v1/services', body: svc({ ports: [{ target: 80, protocol: 'sctp' }] }), status: 400, message: /protocol must be one of tcp, udp/ },
+  { name: 'host mode without published', method: 'POST', path: '/v1/services', body: svc({ ports: [{ target: 80, mode: 'host' }] }), status: 400, message: /explicit published port/ },
+  { name: 'unknown network for service', method: 'POST', path: '/v1/services', body: svc({ networks: ['nope'] }), status: 404, message: /network 'nope' not found/ },
+  { name: 'bad endpoint mode', method: 'POST', path: '/v1/services', body: svc({ endpointMode: 'magic' }), status: 400, message: /endpointMode must be one of vip, dnsrr/ },
+  { name: 'dnsrr with ingress port', method: 'POST', path: '/v1/services', body: svc({ endpointMode: 'dnsrr', ports: [{ target: 80 }] }), status: 400, message: /dnsrr services cannot publish ingress ports/ },
+  { name: 'health check without port', method: 'POST', path: '/v1/services', body: svc({ healthCheck: { type: 'tcp' } }), status: 400, message: /healthCheck.port is required/ },
+  { name: 'unknown service field', method: 'POST', path: '/v1/services', body: svc({ image: 'nginx' }), status: 400, message: /unknown field 'image'/ },
+  { name: 'scale unknown service', method: 'POST', path: '/v1/services/nope/scale', body: { replicas: 2 }, status: 404, message: /service 'nope' not found/ },
+  { name: 'scale negative', method: 'POST', path: '/v1/services/web/scale', body: { replicas: -3 }, status: 400, message: /replicas must be between 0/ },
+  { name: 'update with stale version', method: 'POST', path: '/v1/services/web/update', body: { version: 99, replicas: 1 }, status: 409, message: /version/ },
+  { name: 'update changing nothing', method: 'POST', path: '/v1/services/web/update', body: {}, status: 400, message: /changes nothing/ },
+  { name: 'delete with a body', method: 'DELETE', path: '/v1/services/web', body: { really: true }, status: 400, message: /takes no body/ },
+  { name: 'node update bad availability', method: 'POST', path: '/v1/nodes/nope/update', body: { availability: 'sleepy' }, status: 400, message: /availability must be one of/ },
+  { name: 'inspect unknown node', method: 'GET', path: '/v1/nodes/nope', status: 404, message: /node 'nope' not found/ },
+  { name: 'inspect unknown task', method: 'GET', path: '/v1/tasks/nope', status: 404, message: /task 'nope' not found/ },
+];
+
+describe('bad API requests', () => {
+  it.each(apiCases)('$name -> $status', async (c) => {
+    before = await dumpStore(m.store);
+    const headers = { authorization: `Bearer ${m.token}`, ...(c.headers ?? {}) };
+    if (headers.authorization === 'JOIN') headers.authorization = `Bearer ${m.joinToken}`;
+    const res = await raw(m.url, c.method, c.path, c.body, headers);
+    expect(res.status).toBe(c.status);
+    const body = res.body as { code: string; message: string };
+    expect(body.code).toMatch(/^SHOAL_ERR_/);
+    expect(body.message).toMatch(c.message);
+    expect(body.message).not.toMatch(/\n\s+at /); // never a stack trace
+    expect(await dumpStore(m.store)).toBe(before);
+  });
+});
+
+interface CliCase { name: string; argv: string[]; message: RegExp; code?: number }
+
+const cliCases: CliCase[] = [
+  { name: 'unknown command', argv: ['frobnicate'], message: /unknown command 'frobnicate'/, code: 2 },
+  { name: 'unknown flag', argv: ['network', 'ls', '--colour'], message: /unknown flag --colour/ },
+  { name: 'flag without value', argv: ['network', 'create', '--subnet'], message: /--subnet needs a value/ },
+  { name: 'network create without name', argv: ['network', 'create'], message: /expected 1 argument/ },
+  { name: 'bad -o', argv: ['network', 'create', '-o', 'novalue', 'n3'], message: /must be KEY=VALUE/ },
+  { name: 'overlapping subnet', argv: ['network', 'create', '--subnet', '10.77.1.128/25', 'n3'], message: /overlaps network 'app'/ },
+  { name: 'bad -p', argv: ['service', 'create', '--name', 's3', '-p', '80:abc', '--', 'true'], message: /-p '80:abc'/ },
+  { name: '-p port out of range', argv: ['service', 'create', '--name', 's3', '-p', '99999:80', '--', 'true'], message: /not a port number/ },
+  { name: 'replicas not a number', argv: ['service', 'create', '--name', 's3', '--replicas', 'x', '--', 'true'], message: /--replicas must be a whole number/ },
+  { name: 'service create without command', argv: ['service', 'create', '--name', 's3'], message: /command is required/ },
+  { name: 'scale bad form', argv: ['service', 'scale', 'web'], message: /not SERVICE=REPLICAS/ },
+  { name: 'rm unknown service', argv: ['service', 'rm', 'ghost'], message: /service 'ghost' not found/ },
+  { name: 'bad --format', argv: ['service', 'ls', '--format', 'yaml'], message: /--format must be json or table/ },
+  { name: 'bad --host', argv: ['network', 'ls', '--host', 'ftp://x'], message: /must be an http:\/\/ URL or a unix:\/\/ socket path/ },
+];
+
+describe('bad CLI invocations', () => {
+  it.each(cliCases)('$name', async (c) => {
+    before = await dumpStore(m.store);
+    const r = await cli(m, ...c.argv);
+    expect(r.code).toBe(c.code ?? 1);
+    expect(r.err).toMatch(c.message);
+    expect(r.err.trim().split('\n')).toHaveLength(1); // one sentence, no stack
+    expect(await dumpStore(m.store)).toBe(before);
+  });
+});
