@@ -18,6 +18,8 @@ export class LocalIndex {
   revision = 0;
   /** True once a full list arrived: nothing may be programmed before (DESIGN.md). */
   synced = false;
+  /** How many full lists were applied (1 + re-lists): resumes after a reconnect do not count. */
+  lists = 0;
 
   onChange(l: IndexListener): () => void {
     this.listeners.add(l);
@@ -37,6 +39,7 @@ export class LocalIndex {
     for (const [k, v] of fresh) this.kvs.set(k, v);
     this.revision = revision;
     this.synced = true;
+    this.lists++;
     this.emit(changes);
   }
 

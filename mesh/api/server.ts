@@ -72,10 +72,19 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
     }
     reject(404, 'Not Found');
   });
+  sockets.set(server, wss);
   // Requests are small; a stuck client must not hold a socket forever.
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   return server;
 }
 
-export { unauthorized };
+const sockets = new WeakMap<Server, WebSocketServer>();
+
+/** Closes the server and every connection on it, WebSockets included (they are not HTTP connections). */
+export async function closeApiServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const ws of sockets.get(server)?.clients ?? []) ws.terminate();
+  server.closeAllConnections();
+  await closed;
+}

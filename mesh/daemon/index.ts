@@ -15,7 +15,7 @@ import { unavailable } from '../../src/errors.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
-import { createApiServer } from '../api/server.js';
+import { closeApiServer, createApiServer } from '../api/server.js';
 import { Manager } from '../manager/index.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/shoal';
@@ -83,7 +83,7 @@ export async function startManager(o: ManagerProcessOptions): Promise<Running> {
   const running: Running = {
     manager, store, servers,
     async stop() {
-      for (const s of servers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); }
+      for (const s of servers) await closeApiServer(s);
       await manager.stop();
       await store.close();
       rmSync(sock, { force: true });

@@ -34,8 +34,9 @@ export const alloc = {
   gateway(store: Store, networkId: string, subnet: string, requested: string | undefined): Promise<Claim<string>> {
     return claimGateway(store, networkId, subnet, requested);
   },
-  address(store: Store, r: { networkId: string; subnet: string; owner: string; networkName?: string }): Promise<Claim<string>> {
-    return claimAddress(store, r.networkId, r.subnet, { owner: r.owner, ...(r.networkName ? { networkName: r.networkName } : {}) });
+  /** An address for a VIP or a task; `gateway` is the network's (never handed out). */
+  address(store: Store, r: { networkId: string; subnet: string; gateway: string; owner: string; networkName: string }): Promise<Claim<string>> {
+    return claimAddress(store, r.networkId, r.subnet, { owner: r.owner, gateway: r.gateway, networkName: r.networkName });
   },
   vni(store: Store, owner: string): Promise<Claim<number>> {
     return claimVni(store, undefined, { owner });

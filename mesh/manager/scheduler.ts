@@ -111,11 +111,11 @@ export class Scheduler {
       for (const n of svc.spec.networks) {
         const net = await getObject(this.store, 'networks', n.network);
         if (!net) throw new Error(`network ${n.network} of service ${svc.spec.name} is gone`);
-        const v4 = await alloc.address(this.store, { networkId: net.obj.id, subnet: net.obj.ipam.v4.subnet, owner: `task:${id}`, networkName: net.obj.name });
+        const v4 = await alloc.address(this.store, { networkId: net.obj.id, subnet: net.obj.ipam.v4.subnet, gateway: net.obj.ipam.v4.gateway, owner: `task:${id}`, networkName: net.obj.name });
         claims.push(v4);
         addresses[net.obj.id] = { v4: v4.value };
         if (net.obj.ipam.v6) {
-          const v6 = await alloc.address(this.store, { networkId: net.obj.id, subnet: net.obj.ipam.v6.subnet, owner: `task:${id}`, networkName: net.obj.name });
+          const v6 = await alloc.address(this.store, { networkId: net.obj.id, subnet: net.obj.ipam.v6.subnet, gateway: net.obj.ipam.v6.gateway, owner: `task:${id}`, networkName: net.obj.name });
           claims.push(v6);
           addresses[net.obj.id] = { v4: v4.value, v6: v6.value };
         }

@@ -53,11 +53,11 @@ async function claimVips(store: Store, serviceId: string, nets: Network[], keep:
       vips[net.id] = kept;
       continue;
     }
-    const v4 = await alloc.address(store, { networkId: net.id, subnet: net.ipam.v4.subnet, owner: `vip:${serviceId}`, networkName: net.name });
+    const v4 = await alloc.address(store, { networkId: net.id, subnet: net.ipam.v4.subnet, gateway: net.ipam.v4.gateway, owner: `vip:${serviceId}`, networkName: net.name });
     claims.push(v4);
     vips[net.id] = { v4: v4.value };
     if (net.ipam.v6) {
-      const v6 = await alloc.address(store, { networkId: net.id, subnet: net.ipam.v6.subnet, owner: `vip:${serviceId}`, networkName: net.name });
+      const v6 = await alloc.address(store, { networkId: net.id, subnet: net.ipam.v6.subnet, gateway: net.ipam.v6.gateway, owner: `vip:${serviceId}`, networkName: net.name });
       claims.push(v6);
       vips[net.id] = { v4: v4.value, v6: v6.value };
     }

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
-import { createApiServer } from '../../mesh/api/server.js';
+import { closeApiServer, createApiServer } from '../../mesh/api/server.js';
 import { Manager } from '../../mesh/manager/index.js';
 import { runCli } from '../../mesh/cli/main.js';
 import type { Server } from 'node:http';
@@ -22,18 +22,17 @@ export interface TestManager {
   close(): Promise<void>;
 }
 
-export async function startTestManager(opts: { store?: Store; nodeLeaseTtlSeconds?: number; maxBufferedBytes?: number } = {}): Promise<TestManager> {
+export async function startTestManager(opts: { store?: Store; nodeLeaseTtlSeconds?: number; maxBufferedBytes?: number; port?: number } = {}): Promise<TestManager> {
   const store = opts.store ?? (await openEmbeddedStore({}));
   const manager = new Manager(store, { nodeLeaseTtlSeconds: opts.nodeLeaseTtlSeconds ?? 10 });
   await manager.start();
   const server = createApiServer(manager, opts.maxBufferedBytes !== undefined ? { maxBufferedBytes: opts.maxBufferedBytes } : {});
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(opts.port ?? 0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
     store, manager, server, url: `http://127.0.0.1:${port}`, token: manager.cluster.managerToken, joinToken: manager.cluster.joinToken,
     async close() {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await closeApiServer(server);
       await manager.stop();
       if (!opts.store) await store.close();
     },
