@@ -146,7 +146,7 @@ describe('CLI against a live cluster', () => {
       const r = running(await tasksOf('web'));
       return r.length === 2 && r.every((t) => t.nodeId === b.nodeId);
     }, 'tasks moved off the drained node', 15_000);
-    expect(a.runtime.list()).toHaveLength(0);
+    await until(() => a.runtime.list().length === 0, 'drained node stopped its task processes');
     expect((await cli(m, 'node', 'update', '--availability', 'active', 'node-a')).code).toBe(0);
   });
 
