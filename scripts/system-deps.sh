@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
+#   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service)
+set -euo pipefail
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v dig >/dev/null || need+=(dnsutils)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v conntrack >/dev/null || need+=(conntrack)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "system-deps: missing ${need[*]}; run as root (or install them) first" >&2
+  exit 1
+fi
+echo "system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${need[@]}" >&2 ||
+  { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${need[@]}" >&2; }
