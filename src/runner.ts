@@ -53,8 +53,10 @@ export class BoundedFrequencyRunner {
   /** Stop: no new runs start; resolves when the current one (if any) finished. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.pending = false; // a pending run will never happen now
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (!this.running) this.notifyIdle();
     await this.running;
   }
 

@@ -50,6 +50,9 @@ export async function reportTaskStatus(store: Store, nodeId: string, taskId: str
 export function handleAgentSession(ws: WebSocket, m: Manager, log: (msg: string, e?: unknown) => void): void {
   let nodeId: string | undefined;
   let leaseId = 0;
+  // Messages are handled one at a time, in order: a task's "starting" must not land after its
+  // "running" because two store writes raced.
+  let queue: Promise<void> = Promise.resolve();
   ws.on('message', (data: RawData) => {
     let msg: Record<string, unknown>;
     try {
@@ -60,38 +63,39 @@ export function handleAgentSession(ws: WebSocket, m: Manager, log: (msg: string,
       ws.close(CLOSE_BAD_MESSAGE, 'messages must be JSON objects');
       return;
     }
-    void (async () => {
-      if (msg['type'] === 'join') {
-        if (nodeId) throw invalid('already joined');
-        const join = parseNodeJoin(msg);
-        const res = await joinNode(m.store, join, m.nodeLeaseTtlSeconds);
-        nodeId = res.node.id;
-        leaseId = res.leaseId;
-        ws.send(JSON.stringify({ type: 'welcome', node: res.node, leaseTtlSeconds: res.leaseTtlSeconds }));
-        const rev = typeof msg['revision'] === 'number' ? msg['revision'] : undefined;
-        await streamWatch(ws, m.store, rev);
-        return;
+    queue = queue.then(() => handle(msg));
+  });
+  const handle = (msg: Record<string, unknown>): Promise<void> => (async () => {
+    if (msg['type'] === 'join') {
+      if (nodeId) throw invalid('already joined');
+      const join = parseNodeJoin(msg);
+      const res = await joinNode(m.store, join, m.nodeLeaseTtlSeconds);
+      nodeId = res.node.id;
+      leaseId = res.leaseId;
+      ws.send(JSON.stringify({ type: 'welcome', node: res.node, leaseTtlSeconds: res.leaseTtlSeconds }));
+      const rev = typeof msg['revision'] === 'number' ? msg['revision'] : undefined;
+      await streamWatch(ws, m.store, rev);
+      return;
+    }
+    if (!nodeId) throw invalid('send join first');
+    if (msg['type'] === 'heartbeat') {
+      try {
+        await m.store.keepAlive(leaseId);
+      } catch {
+        ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again');
       }
-      if (!nodeId) throw invalid('send join first');
-      if (msg['type'] === 'heartbeat') {
-        try {
-          await m.store.keepAlive(leaseId);
-        } catch {
-          ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again');
-        }
-        return;
-      }
-      if (msg['type'] === 'task-status') {
-        const taskId = msg['taskId'];
-        if (typeof taskId !== 'string') throw invalid('task-status needs taskId');
-        await reportTaskStatus(m.store, nodeId, taskId, parseStatus(msg['status']));
-        return;
-      }
-      throw invalid(`unknown message type '${String(msg['type'])}'`);
-    })().catch((e: unknown) => {
-      log(`agent session ${nodeId ?? '(joining)'}: ${messageOf(e)}`);
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
-      if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
-    });
+      return;
+    }
+    if (msg['type'] === 'task-status') {
+      const taskId = msg['taskId'];
+      if (typeof taskId !== 'string') throw invalid('task-status needs taskId');
+      await reportTaskStatus(m.store, nodeId, taskId, parseStatus(msg['status']));
+      return;
+    }
+    throw invalid(`unknown message type '${String(msg['type'])}'`);
+  })().catch((e: unknown) => {
+    log(`agent session ${nodeId ?? '(joining)'}: ${messageOf(e)}`);
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
+    if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
   });
 }

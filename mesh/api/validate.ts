@@ -5,6 +5,7 @@
  * Address semantics (CIDR syntax, overlap, gateway inside the subnet) are checked by IPAM
  * when the manager claims them.
  */
+import { isIP } from 'node:net';
 import { invalid } from '../../src/errors.js';
 import type {
   EndpointMode, HealthCheck, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode,
@@ -302,6 +303,6 @@ export function parseNodeJoin(body: Json): NodeJoin {
   onlyFields(o, ['type', 'name', 'address', 'revision'], 'join request');
   const name = validateName(o['name'], 'node name');
   const address = str(o, 'address', 'join request');
-  if (!address || !/^(\d{1,3}\.){3}\d{1,3}$|:/.test(address)) throw invalid(`join request needs the node's underlay address (an IPv4 or IPv6 address)`);
+  if (!address || isIP(address) === 0) throw invalid(`join request needs the node's underlay address (an IPv4 or IPv6 address)`);
   return { name, address };
 }

@@ -42,7 +42,7 @@ export function parseArgs(argv: string[], specs: FlagSpec[]): Parsed {
     } else if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
       spec = byShort.get(a.slice(1, 2));
       if (!spec) throw invalid(`unknown flag ${a}`);
-      if (a.length > 2) value = a.slice(2);
+      if (a.length > 2) value = a[2] === '=' ? a.slice(3) : a.slice(2);
     } else {
       positional.push(a);
       continue;
