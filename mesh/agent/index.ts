@@ -75,7 +75,9 @@ export class Agent {
         const svc = services.get(t.serviceId);
         if (!svc) continue;
         wanted.add(t.id);
-        if (t.status.state === 'assigned') this.report(t, 'starting', 'starting');
+        // Only when the runtime takes the task on: the index may still show "assigned" after the
+        // task was reported running, and a second "starting" would overwrite "running".
+        if (!this.runtime.list().includes(t.id)) this.report(t, 'starting', 'starting');
         this.runtime.ensureRunning({
           taskId: t.id, command: svc.spec.command,
           env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id },
