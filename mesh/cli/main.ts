@@ -80,6 +80,8 @@ function events(argv: string[], io: Io): Promise<number> {
     const ws = new WebSocket(wsUrl(ep.url, '/v1/watch'), { headers: { authorization: `Bearer ${ep.token}` } });
     ws.on('message', (d) => {
       const f = JSON.parse(d.toString()) as WatchFrame;
+      // On stderr, so scripts reading stdout see only events, but know when watching began.
+      if (f.type === 'established') io.err(`watching cluster events from revision ${f.revision}\n`);
       if (f.type !== 'events') return;
       for (const e of f.events) {
         const o = parseObjectKey(e.key);

@@ -1,0 +1,133 @@
+/**
+ * The real processes: `shoal manager` and `shoal agent` as separate programs on a durable data
+ * dir. A manager killed with SIGKILL comes back with its state and the agent resumes; an agent
+ * killed with SIGKILL comes back and adopts the task processes it had started (same pids).
+ * `shoal events` prints changes as they happen.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Node, Task } from '../../src/model/types.js';
+import { until } from '../helpers/cluster.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const main = join(root, 'mesh', 'cli', 'main.ts');
+const dir = mkdtempSync(join(tmpdir(), 'shoal-daemon-'));
+const mgrDir = join(dir, 'manager');
+const agentDir = join(dir, 'agent');
+let port = 0;
+let url = '';
+let token = '';
+let joinToken = '';
+const children = new Set<ChildProcess>();
+
+function start(args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return { child, output: () => out };
+}
+
+async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await exited;
+}
+
+function shoal(...args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', main, ...args], {
+    cwd: root, encoding: 'utf8', env: { ...process.env, SHOAL_HOST: url, SHOAL_TOKEN: token },
+  });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+const json = <T>(...args: string[]): T => JSON.parse(shoal(...args, '--format', 'json').out) as T;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function startManager(): Promise<ChildProcess> {
+  const m = start(['manager', '--data-dir', mgrDir, '--listen', `127.0.0.1:${port}`, '--node-ttl', '3']);
+  await until(() => /join token: (\S+)/.exec(m.output())?.[1], `manager to start (${m.output()})`, 20_000);
+  joinToken = /join token: (\S+)/.exec(m.output())?.[1] ?? '';
+  return m.child;
+}
+
+function startAgent(): ReturnType<typeof start> {
+  return start(['agent', '--join', url, '--token', joinToken, '--data-dir', agentDir, '--name', 'worker-1', '--address', '127.0.0.1']);
+}
+
+const runningTasks = (): Task[] => json<Task[]>('service', 'ps', 'web').filter((t) => t.desiredState === 'running' && t.status.state === 'running');
+const pidAlive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+let manager: ChildProcess;
+let agent: ReturnType<typeof start>;
+
+beforeAll(async () => {
+  port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  manager = await startManager();
+  token = (await import('node:fs')).readFileSync(join(mgrDir, 'manager.token'), 'utf8').trim();
+  agent = startAgent();
+  await until(() => json<Node[]>('node', 'ls').some((n) => n.name === 'worker-1' && n.state === 'ready'), 'agent joined', 20_000);
+});
+
+afterAll(async () => {
+  // Stop the tasks through the cluster, then the daemons; then any task process still alive.
+  const pids = (() => { try { return json<Task[]>('service', 'ps', 'web').map((t) => t.status.pid).filter((p): p is number => !!p); } catch { return []; } })();
+  const rm = shoal('service', 'rm', 'web');
+  if (rm.code !== 0 || pids.length === 0) console.error('daemon test cleanup:', rm, pids);
+  await until(() => pids.every((p) => !pidAlive(p)), 'task processes stopped', 15_000).catch(() => undefined);
+  for (const c of [...children]) await kill(c, 'SIGTERM');
+  for (const p of pids) if (pidAlive(p)) process.kill(-p, 'SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('shoal manager and shoal agent as processes', () => {
+  it('runs a service and streams events', async () => {
+    const ev = start(['events', '--host', url, '--token', token]);
+    await until(() => /watching cluster events from revision \d+/.test(ev.output()), 'events stream established', 20_000);
+    expect(shoal('network', 'create', '--subnet', '10.93.0.0/24', 'app').code).toBe(0);
+    expect(shoal('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'app', '--', 'sleep', '600').code).toBe(0);
+    await until(() => runningTasks().length === 2, '2 running tasks', 20_000);
+    await until(() => /network update \w+ \(name=app\)/.test(ev.output()) && /service update \w+ \(name=web\)/.test(ev.output()), 'events printed');
+    await kill(ev.child, 'SIGTERM');
+  });
+
+  it('survives kill -9 of the manager: state is kept and the agent resumes', async () => {
+    const before = runningTasks().map((t) => t.id).sort();
+    await kill(manager, 'SIGKILL');
+    manager = await startManager();
+    expect(json<Array<{ name: string }>>('network', 'ls').map((n) => n.name)).toContain('app');
+    expect(runningTasks().map((t) => t.id).sort()).toEqual(before);
+    // The agent's session comes back: the node stays ready past its lease TTL and a new change reaches it.
+    expect(shoal('service', 'scale', 'web=3').code).toBe(0);
+    await until(() => runningTasks().length === 3, 'scaled to 3 after the manager restart', 20_000);
+    expect(json<Node[]>('node', 'ls').find((n) => n.name === 'worker-1')?.state).toBe('ready');
+  });
+
+  it('survives kill -9 of the agent: it adopts its task processes', async () => {
+    const before = runningTasks();
+    const pids = before.map((t) => t.status.pid).sort();
+    await kill(agent.child, 'SIGKILL');
+    for (const p of pids) expect(pidAlive(p as number)).toBe(true);
+    agent = startAgent();
+    await until(() => agent.output().length > 0 && runningTasks().every((t) => /adopted/.test(t.status.message)) && runningTasks().length === 3, 'tasks adopted', 20_000);
+    const after = runningTasks();
+    expect(after.map((t) => t.id).sort()).toEqual(before.map((t) => t.id).sort());
+    expect(after.map((t) => t.status.pid).sort()).toEqual(pids);
+  });
+});
