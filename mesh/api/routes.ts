@@ -5,7 +5,7 @@
  *   GET    /v1/info
  *   GET    /v1/networks                  POST /v1/networks          POST /v1/networks/prune
  *   GET    /v1/networks/:ref             DELETE /v1/networks/:ref   POST /v1/networks/:ref/update {labels}
- *   GET    /v1/services                  POST /v1/services          POST /v1/services/prune
+ *   GET    /v1/services                  POST /v1/services
  *   GET    /v1/services/:ref             DELETE /v1/services/:ref
  *   POST   /v1/services/:ref/update      POST /v1/services/:ref/scale {replicas}
  *   GET    /v1/tasks?service=&node=      GET /v1/tasks/:ref         POST /v1/tasks/prune
