@@ -70,6 +70,7 @@ export class Agent {
     const mine = this.index.tasks().filter((t) => t.nodeId === nodeId);
     const services = new Map(this.index.services().map((s) => [s.id, s]));
     const wanted = new Set<string>();
+    const stops: Array<Promise<void>> = [];
     for (const t of mine) {
       if (t.desiredState === 'running' && t.status.state !== 'orphaned') {
         const svc = services.get(t.serviceId);
@@ -83,12 +84,13 @@ export class Agent {
           env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id },
         });
       } else if (t.desiredState === 'shutdown' && !['shutdown', 'complete', 'failed', 'orphaned'].includes(t.status.state)) {
-        await this.runtime.ensureStopped(t.id);
-        this.report(t, 'shutdown', 'stopped by the agent');
+        stops.push(this.runtime.ensureStopped(t.id).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
       }
     }
-    // Tasks the runtime holds that the cluster no longer assigns here.
-    for (const id of this.runtime.list()) if (!wanted.has(id) && !mine.some((t) => t.id === id && t.desiredState === 'running')) await this.runtime.ensureStopped(id);
+    // Tasks the runtime holds that the cluster no longer assigns here (removed, moved, orphaned).
+    for (const id of this.runtime.list()) if (!wanted.has(id)) stops.push(this.runtime.ensureStopped(id));
+    // Stops run side by side: each may wait out a task's grace period.
+    await Promise.all(stops);
   }
 
   private onTaskEvent(e: TaskEvent): void {

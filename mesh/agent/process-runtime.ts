@@ -40,6 +40,7 @@ interface Held {
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void> | undefined;
   stopping: boolean;
+  stopped?: Promise<void>;
 }
 
 function procStartTime(pid: number): string | undefined {
@@ -134,9 +135,16 @@ export class ProcessRuntime implements TaskRuntime {
     h.timer.unref();
   }
 
-  async ensureStopped(taskId: string): Promise<void> {
+  ensureStopped(taskId: string): Promise<void> {
     const h = this.held.get(taskId);
-    if (!h) return;
+    if (!h) return Promise.resolve();
+    // Concurrent calls share one stop.
+    h.stopped ??= this.stop(h);
+    return h.stopped;
+  }
+
+  private async stop(h: Held): Promise<void> {
+    const taskId = h.spec.taskId;
     h.stopping = true;
     if (h.timer) clearTimeout(h.timer);
     if (h.pid !== undefined) {
