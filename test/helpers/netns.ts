@@ -255,3 +255,14 @@ export function expectedObservation(s: string): Observed {
 export function shutdown(): void {
   handlers.closeAll();
 }
+
+/** The KernelError `p` rejects with (fails the test if it resolves or rejects otherwise). */
+export async function kernelError(p: Promise<unknown>): Promise<KernelError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof KernelError) return e;
+    throw e;
+  }
+  throw new Error('expected a KernelError');
+}

@@ -12,7 +12,7 @@ import { execTool } from '../../src/kernel/exec.js';
 import { NetlinkLinkOps } from '../../src/kernel/netlink.js';
 import { closeNetnsHelper, deleteNetns, ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import { NsenterSysctl, ProcSysctl } from '../../src/kernel/sysctl.js';
-import { cleanupPrefix, expectedObservation, idempotencyScenario, leftovers, makeTestPrefix, waitFor } from '../helpers/netns.js';
+import { cleanupPrefix, expectedObservation, idempotencyScenario, kernelError, leftovers, makeTestPrefix, waitFor } from '../helpers/netns.js';
 
 const prefix = makeTestPrefix();
 const HANDLERS = new URL('../helpers/netns.ts', import.meta.url).href;
@@ -39,15 +39,6 @@ async function inNetns(name: string, cmd: string[]): Promise<string> {
   return (await execTool('test', 'ip', ['netns', 'exec', name, ...cmd])).stdout.trim();
 }
 
-async function kernelError(p: Promise<unknown>): Promise<KernelError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof KernelError) return e;
-    throw e;
-  }
-  throw new Error('expected a KernelError');
-}
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error('kernel integration tests need root (netns, rtnetlink)');

@@ -3,11 +3,11 @@
  * host's ruleset is never touched (checked at the end).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isExists, isNotFound, KernelError } from '../../src/errors.js';
+import { isExists, isNotFound } from '../../src/errors.js';
 import { execTool } from '../../src/kernel/exec.js';
 import { closeNetnsHelper, ensureNetns } from '../../src/kernel/netns.js';
 import { ExecNft, type NftJson } from '../../src/kernel/nft.js';
-import { cleanupPrefix, leftovers, makeTestPrefix } from '../helpers/netns.js';
+import { cleanupPrefix, kernelError, leftovers, makeTestPrefix } from '../helpers/netns.js';
 
 const prefix = makeTestPrefix();
 const ns = `${prefix}-nft`;
@@ -49,15 +49,6 @@ function shape(j: NftJson): string[] {
   });
 }
 
-async function kernelError(p: Promise<unknown>): Promise<KernelError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof KernelError) return e;
-    throw e;
-  }
-  throw new Error('expected a KernelError');
-}
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('nft integration tests need root');

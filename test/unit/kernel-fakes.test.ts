@@ -4,21 +4,12 @@
  * integration test runs against the real kernel (test/helpers/netns.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { isExists, isNotFound, KernelError } from '../../src/errors.js';
+import { isExists, isNotFound } from '../../src/errors.js';
 import { FakeKernel, FakeLinkOps } from '../../src/kernel/netlink.js';
 import { FakeNft } from '../../src/kernel/nft.js';
 import { FakeSysctl } from '../../src/kernel/sysctl.js';
-import { expectedObservation, idempotencyScenario } from '../helpers/netns.js';
+import { expectedObservation, idempotencyScenario, kernelError as errorOf } from '../helpers/netns.js';
 
-async function errorOf(p: Promise<unknown>): Promise<KernelError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof KernelError) return e;
-    throw e;
-  }
-  throw new Error('expected a KernelError');
-}
 
 describe('FakeLinkOps', () => {
   it('passes the shared idempotency scenario with the kernel\'s answers', async () => {
