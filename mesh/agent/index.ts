@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { taskName, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import { LocalIndex } from './local-index.js';
+import { streamLogFiles } from './logs.js';
 import { ProcessRuntime, type TaskEvent, type TaskRuntime } from './process-runtime.js';
 import { AgentSession } from './session.js';
 
@@ -35,6 +36,7 @@ export class Agent {
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
       index: this.index, log: (m) => opts.log?.(m),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },
+      onLogs: (tasks, follow, send, end) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), follow, send, end),
     });
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
       name: 'agent-tasks', minIntervalMs: 20, maxIntervalMs: 5000, burst: 2, retryAfterMs: 500,
@@ -45,6 +47,7 @@ export class Agent {
   }
 
   get nodeId(): string | undefined { return this.session.node?.id; }
+
 
   start(): void {
     this.session.start();

@@ -29,6 +29,8 @@ export interface TaskRuntime {
   ensureStopped(taskId: string): Promise<void>;
   /** Ids of the tasks the runtime holds. */
   list(): string[];
+  /** The file holding a task's output (stdout and stderr). */
+  logPath(taskId: string): string;
   onEvent(cb: (e: TaskEvent) => void): void;
   close(): Promise<void>;
 }

@@ -17,6 +17,8 @@ export interface SessionOptions {
   index: LocalIndex;
   log?: (msg: string) => void;
   onWelcome?: (node: Node) => void;
+  /** Serves a manager's request for task output; returns a cancel function. */
+  onLogs?: (tasks: Array<{ id: string; name: string }>, follow: boolean, send: (taskId: string, data: string) => void, end: () => void) => () => void;
   /** Max reconnect back-off. Default 2 s: an agent must be back quickly after a manager restart. */
   maxBackoffMs?: number;
 }
@@ -36,6 +38,8 @@ export class AgentSession {
   node: Node | undefined;
   connected = false;
   private readonly pending: string[] = [];
+  /** Log streams this session serves, by stream id (cancelled when the session ends). */
+  private readonly logStreams = new Map<string, () => void>();
 
   constructor(private readonly opts: SessionOptions) {}
 
@@ -75,6 +79,8 @@ export class AgentSession {
     ws.on('message', (data) => this.onMessage(ws, data.toString()));
     ws.on('close', (code, reason) => {
       this.connected = false;
+      for (const cancel of this.logStreams.values()) cancel();
+      this.logStreams.clear();
       if (this.heartbeat) clearInterval(this.heartbeat);
       if (this.stopped) return;
       this.log(`disconnected from manager (${code} ${reason.toString()}); reconnecting`);
@@ -114,6 +120,20 @@ export class AgentSession {
     if (msg.type === 'events') {
       const f = msg as unknown as Extract<WatchFrame, { type: 'events' }>;
       this.opts.index.applyEvents(f.events, f.revision);
+      return;
+    }
+    if (msg.type === 'logs' && typeof msg['stream'] === 'string' && Array.isArray(msg['tasks']) && this.opts.onLogs) {
+      const stream = msg['stream'];
+      const send = (o: object): void => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(o)); };
+      const cancel = this.opts.onLogs(msg['tasks'] as Array<{ id: string; name: string }>, msg['follow'] === true,
+        (task, data) => send({ type: 'log-data', stream, task, data }),
+        () => { this.logStreams.delete(stream); send({ type: 'log-end', stream }); });
+      this.logStreams.set(stream, cancel);
+      return;
+    }
+    if (msg.type === 'logs-cancel' && typeof msg['stream'] === 'string') {
+      this.logStreams.get(msg['stream'])?.();
+      this.logStreams.delete(msg['stream']);
       return;
     }
     if (msg.type === 'error') this.log(`manager: ${String(msg['message'])}`);

@@ -13,6 +13,7 @@ import type { Task, TaskStatus } from '../../src/model/types.js';
 import type { Store } from '../../src/store/types.js';
 import type { Manager } from '../manager/index.js';
 import { joinNode } from '../manager/nodes.js';
+import type { LogRelay } from './log-relay.js';
 import { getObject, putObject, unchanged } from '../manager/objects.js';
 import { parseNodeJoin } from './validate.js';
 import { streamWatch } from './watch.js';
@@ -47,7 +48,7 @@ export async function reportTaskStatus(store: Store, nodeId: string, taskId: str
   throw conflict(`task ${taskId} kept changing; status not recorded`);
 }
 
-export function handleAgentSession(ws: WebSocket, m: Manager, log: (msg: string, e?: unknown) => void): void {
+export function handleAgentSession(ws: WebSocket, m: Manager, relay: LogRelay, log: (msg: string, e?: unknown) => void): void {
   let nodeId: string | undefined;
   let leaseId = 0;
   // Messages are handled one at a time, in order: a task's "starting" must not land after its
@@ -70,8 +71,11 @@ export function handleAgentSession(ws: WebSocket, m: Manager, log: (msg: string,
       if (nodeId) throw invalid('already joined');
       const join = parseNodeJoin(msg);
       const res = await joinNode(m.store, join, m.nodeLeaseTtlSeconds);
-      nodeId = res.node.id;
+      const id = res.node.id;
+      nodeId = id;
       leaseId = res.leaseId;
+      relay.register(id, ws);
+      ws.on('close', () => relay.unregister(id, ws));
       ws.send(JSON.stringify({ type: 'welcome', node: res.node, leaseTtlSeconds: res.leaseTtlSeconds }));
       const rev = typeof msg['revision'] === 'number' ? msg['revision'] : undefined;
       await streamWatch(ws, m.store, rev);
@@ -90,6 +94,15 @@ export function handleAgentSession(ws: WebSocket, m: Manager, log: (msg: string,
       const taskId = msg['taskId'];
       if (typeof taskId !== 'string') throw invalid('task-status needs taskId');
       await reportTaskStatus(m.store, nodeId, taskId, parseStatus(msg['status']));
+      return;
+    }
+    if (msg['type'] === 'log-data') {
+      const { stream, task, data } = msg;
+      if (typeof stream === 'string' && typeof task === 'string' && typeof data === 'string') relay.data(nodeId, stream, task, data);
+      return;
+    }
+    if (msg['type'] === 'log-end') {
+      if (typeof msg['stream'] === 'string') relay.ended(msg['stream'], nodeId);
       return;
     }
     throw invalid(`unknown message type '${String(msg['type'])}'`);

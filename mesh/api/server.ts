@@ -10,6 +10,8 @@ import { WebSocketServer } from 'ws';
 import { notFound, ShoalError } from '../../src/errors.js';
 import type { Manager } from '../manager/index.js';
 import { handleAgentSession } from './agent-session.js';
+import { LogRelay } from './log-relay.js';
+import { streamLogs } from './logs.js';
 import { bearerMatches, readJson, sendError, sendJson, unauthorized, type Route } from './http.js';
 import { routes } from './routes.js';
 import { streamWatch } from './watch.js';
@@ -24,12 +26,15 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
   const log = opts.log ?? (() => undefined);
   const table: Route[] = routes(m);
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  const relay = new LogRelay();
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
       if (!bearerMatches(req.headers.authorization, [m.cluster.managerToken])) throw unauthorized();
       const url = new URL(req.url ?? '/', 'http://manager');
       const method = req.method ?? 'GET';
+      const logs = /^\/v1\/services\/([^/]+)\/logs$/.exec(url.pathname);
+      if (logs && method === 'GET') return await streamLogs(m, relay, decodeURIComponent(logs[1] ?? ''), ['1', 'true'].includes(url.searchParams.get('follow') ?? ''), req, res);
       let allowed = false;
       for (const r of table) {
         const match = r.pattern.exec(url.pathname);
@@ -56,7 +61,7 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
     const auth = req.headers.authorization;
     if (url.pathname === '/v1/agent') {
       if (!bearerMatches(auth, [m.cluster.joinToken])) return reject(401, 'Unauthorized');
-      wss.handleUpgrade(req, socket, head, (ws) => handleAgentSession(ws, m, log));
+      wss.handleUpgrade(req, socket, head, (ws) => handleAgentSession(ws, m, relay, log));
       return;
     }
     if (url.pathname === '/v1/watch') {

@@ -27,34 +27,49 @@ export function resolveEndpoint(o: { host?: string; token?: string; dataDir?: st
 }
 
 /** One API call. Resolves with the parsed JSON body; rejects with a ShoalError from `{code, message}`. */
-export function call<T = unknown>(ep: Endpoint, method: string, path: string, body?: unknown): Promise<T> {
+export async function call<T = unknown>(ep: Endpoint, method: string, path: string, body?: unknown): Promise<T> {
+  const text = await send(ep, method, path, body);
+  try {
+    return (text ? JSON.parse(text) : undefined) as T;
+  } catch {
+    return undefined as T;
+  }
+}
+
+/** A GET whose text body is handed to `onChunk` as it arrives (logs); resolves at its end. */
+export async function stream(ep: Endpoint, path: string, onChunk: (text: string) => void): Promise<void> {
+  await send(ep, 'GET', path, undefined, onChunk);
+}
+
+/** Sends a request; an error status becomes a ShoalError from the `{code, message}` body. */
+function send(ep: Endpoint, method: string, path: string, body: unknown, onChunk?: (text: string) => void): Promise<string> {
+  const sink: string[] = [];
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const target = ep.url.startsWith('unix://')
     ? { socketPath: ep.url.slice('unix://'.length), path }
     : (() => { const u = new URL(path, ep.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
-  return new Promise<T>((resolve, reject) => {
+  return new Promise<string>((resolve, reject) => {
     const req = httpRequest({
       ...target, method,
       headers: {
         authorization: `Bearer ${ep.token}`,
         ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
       },
-      timeout: 30_000,
+      ...(onChunk ? {} : { timeout: 30_000 }),
     }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      const status = res.statusCode ?? 500;
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { if (onChunk && status < 400) onChunk(c); else sink.push(c); });
       res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown;
-        try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
-        const status = res.statusCode ?? 500;
+        const text = sink.join('');
         if (status >= 400) {
-          const e = parsed as { code?: string; message?: string } | undefined;
+          let e: { code?: string; message?: string } | undefined;
+          try { e = JSON.parse(text) as typeof e; } catch { e = undefined; }
           reject(new ShoalError(kindOfHttpStatus(status), e?.code ?? `HTTP_${status}`, e?.message ?? `manager answered ${status}`));
-        } else resolve(parsed as T);
+        } else resolve(text);
       });
     });
-    req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
+    if (!onChunk) req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
     req.on('error', (e: NodeJS.ErrnoException) => {
       reject(new ShoalError('Unavailable', 'UNREACHABLE', `cannot reach the manager at ${ep.url}: ${e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'nothing is listening (is shoal up running?)' : e.message}`));
     });

@@ -5,14 +5,15 @@
 import { invalid } from '../../src/errors.js';
 import { taskName, type Network, type Node, type Service, type Task } from '../../src/model/types.js';
 import { all, isSet, keyValues, one, parsePublish, type FlagSpec, type Parsed } from './args.js';
-import { call, type Endpoint } from './client.js';
+import { call, stream, type Endpoint } from './client.js';
 import { ago, table } from './format.js';
 
 export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'host', short: 'H' }, { name: 'token' }, { name: 'data-dir' }, { name: 'format' }, { name: 'quiet', short: 'q', bool: true },
 ];
 
-type Handler = (ep: Endpoint, p: Parsed) => Promise<string>;
+/** Returns what to print; long-running output (logs) is written to `out` as it comes. */
+type Handler = (ep: Endpoint, p: Parsed, out: (s: string) => void) => Promise<string>;
 interface Command { flags: FlagSpec[]; run: Handler; usage: string }
 
 const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n';
@@ -131,6 +132,14 @@ const commands: Record<string, Command> = {
         t.id.slice(0, 12), taskName(t).replace(`.${t.id}`, ''), nodeName.get(t.nodeId) ?? (t.nodeId ? t.nodeId.slice(0, 12) : ''),
         t.desiredState, `${t.status.state[0]?.toUpperCase()}${t.status.state.slice(1)} ${ago(t.status.since)}`, t.status.message,
       ]));
+    },
+  },
+  'service logs': {
+    usage: 'shoal service logs [-f] SERVICE', flags: [{ name: 'follow', short: 'f', bool: true }],
+    run: async (ep, p, out) => {
+      const [svc] = exactly(p, 1, commands['service logs']!.usage);
+      await stream(ep, `/v1/services/${enc(svc ?? '')}/logs${isSet(p, 'follow') ? '?follow=1' : ''}`, out);
+      return '';
     },
   },
   'service inspect': { usage: 'shoal service inspect SERVICE...', flags: [], run: (ep, p) => inspectMany(ep, 'services', need(p, 1, commands['service inspect']!.usage)) },

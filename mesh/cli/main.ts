@@ -126,7 +126,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     }
     const p = parseArgs(rest, [...GLOBAL_FLAGS, ...found.cmd.flags]);
     const ep = resolveEndpoint(endpointFlags(p), io.env);
-    io.out(await found.cmd.run(ep, p));
+    io.out(await found.cmd.run(ep, p, io.out));
     return 0;
   } catch (e) {
     io.err(`shoal: ${isShoalError(e) || e instanceof Error ? messageOf(e) : String(e)}\n`);

@@ -4,6 +4,7 @@
  * agent reconnect after a manager restart.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -148,6 +149,34 @@ describe('CLI against a live cluster', () => {
     }, 'tasks moved off the drained node', 15_000);
     await until(() => a.runtime.list().length === 0, 'drained node stopped its task processes');
     expect((await cli(m, 'node', 'update', '--availability', 'active', 'node-a')).code).toBe(0);
+  });
+
+  it('prints and follows the output of every task (service logs)', async () => {
+    const script = 'echo "hello from $SHOAL_TASK_NAME"; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.1; done';
+    expect((await cli(m, 'service', 'create', '--name', 'talker', '--replicas', '2', '--', 'sh', '-c', script)).code).toBe(0);
+    await until(async () => running(await tasksOf('talker')).length === 2, '2 talkers running');
+    const ts = running(await tasksOf('talker'));
+    const logs = await until(async () => {
+      const r = await cli(m, 'service', 'logs', 'talker');
+      return ts.every((t) => r.out.includes(`| hello from talker.${t.slot}.${t.id}`)) ? r.out : undefined;
+    }, 'hello lines of both tasks');
+    for (const t of ts) expect(logs).toMatch(new RegExp(`^talker\\.${t.slot}\\.${t.id}@node-[ab] \\| tick \\d+$`, 'm'));
+    // Follow: new lines keep coming over one open response.
+    const seen = await new Promise<string>((resolve, reject) => {
+      const req = request(`${m.url}/v1/services/talker/logs?follow=1`, { headers: { authorization: `Bearer ${m.token}` } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+          const ticks = new Set([...text.matchAll(/tick (\d+)/g)].map((x) => Number(x[1])));
+          if (Math.max(...ticks) >= 30) { req.destroy(); resolve(text); }
+        });
+      });
+      req.on('error', (e) => { if (!req.destroyed) reject(e); });
+      req.end();
+    });
+    expect(seen).toMatch(/tick 30/);
+    expect((await cli(m, 'service', 'rm', 'talker')).code).toBe(0);
   });
 
   it('removes a service: tasks stop and addresses return to IPAM', async () => {
