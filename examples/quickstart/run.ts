@@ -34,7 +34,7 @@ async function until(what: string, ok: () => boolean, timeoutMs = 15_000): Promi
 
 async function main(): Promise<void> {
   process.stdout.write(`$ shoal up --data-dir ${dataDir} --name demo-node   (in the background)\n`);
-  const up = spawn(process.execPath, [bin, 'up', '--data-dir', dataDir, '--name', 'demo-node'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const up = spawn(process.execPath, [bin, 'up', '--data-dir', dataDir, '--name', 'demo-node', '--metrics-addr', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let upLog = '';
   up.stdout.on('data', (d: Buffer) => { upLog += d.toString(); });
   up.stderr.on('data', (d: Buffer) => { upLog += d.toString(); });
@@ -52,6 +52,11 @@ async function main(): Promise<void> {
     const vip = Object.values(inspect[0]?.vips ?? {})[0]?.v4 ?? '';
     if (!/^10\.200\.1\.\d+$/.test(vip)) throw new Error(`expected a VIP in 10.200.1.0/24, got '${vip}'`);
     process.stdout.write(`\nweb's VIP on network app: ${vip}\n`);
+    const metricsUrl = /metrics: (http:\/\/\S+)/.exec(upLog)?.[1];
+    if (!metricsUrl) throw new Error('shoal up did not print its metrics address');
+    const metrics = await (await fetch(metricsUrl)).text();
+    process.stdout.write(`\n$ curl ${metricsUrl}   (a few lines)\n${metrics.split('\n').filter((l) => /^shoal_(cluster|agent_connected|store)/.test(l)).join('\n')}\n`);
+    if (!/^shoal_cluster_tasks\{state="running"\} 3$/m.test(metrics)) throw new Error('metrics do not show 3 running tasks');
     shoal('service', 'scale', 'web=1');
     await until('scale down to 1', () => /web\s+vip\s+1\/1/.test(shoal('service', 'ls')));
     shoal('service', 'rm', 'web');

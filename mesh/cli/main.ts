@@ -10,6 +10,8 @@ import { parseObjectKey } from '../../src/model/keys.js';
 import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath } from '../daemon/index.js';
 import type { WatchFrame } from '../api/watch.js';
 import { wsUrl } from '../agent/session.js';
+import type { Agent } from '../agent/index.js';
+import { registerAgentMetrics, registerManagerMetrics, Registry, serveMetrics } from '../metrics.js';
 import { one, parseArgs, type FlagSpec } from './args.js';
 import { resolveEndpoint } from './client.js';
 import { findCommand, GLOBAL_FLAGS, usageText } from './commands.js';
@@ -18,12 +20,27 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
+  { name: 'metrics-addr' },
 ];
 
+/** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
+async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, register: (reg: Registry) => void, io: Io): Promise<(() => Promise<void>) | undefined> {
+  const addr = one(p, 'metrics-addr') ?? fallback;
+  if (!addr) return undefined;
+  const m = /^(.*):(\d+)$/.exec(addr);
+  if (!m) throw new Error(`--metrics-addr '${addr}' is not HOST:PORT`);
+  const reg = new Registry();
+  register(reg);
+  const server = await serveMetrics(reg, m[1] || '127.0.0.1', Number(m[2]));
+  const a = server.address();
+  io.out(`metrics: http://${m[1] || '127.0.0.1'}:${typeof a === 'object' && a ? a.port : m[2]}/metrics\n`);
+  return () => new Promise((r) => server.close(() => r()));
+}
+
 const USAGE = `usage: shoal COMMAND
-  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP]
-  shoal manager [--data-dir DIR] [--listen HOST:PORT]
-  shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP]
+  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
+  shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
+  shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
@@ -43,16 +60,25 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     stops.push(() => m.stop());
     io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}\n`);
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
+    let agent: Agent | undefined;
     if (kind === 'up') {
       const a = startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, ...nodeIdentity(p) });
       stops.unshift(() => a.stop());
+      agent = a;
     }
+    const stopMetrics = await startMetrics(p, kind === 'up' ? '127.0.0.1:9323' : '', (reg) => {
+      registerManagerMetrics(reg, m.manager);
+      if (agent) registerAgentMetrics(reg, agent);
+    }, io);
+    if (stopMetrics) stops.unshift(stopMetrics);
   } else {
     const join = one(p, 'join');
     const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
     const a = startAgent({ managerUrl: join, joinToken: token, dataDir, log, ...nodeIdentity(p) });
     stops.push(() => a.stop());
+    const stopMetrics = await startMetrics(p, '127.0.0.1:9323', (reg) => registerAgentMetrics(reg, a), io);
+    if (stopMetrics) stops.unshift(stopMetrics);
     io.out(`agent started, joining ${join}\n`);
   }
   await new Promise<void>((resolve) => {

@@ -60,20 +60,22 @@ function freePort(): Promise<number> {
 }
 
 async function startManager(): Promise<ChildProcess> {
-  const m = start(['manager', '--data-dir', mgrDir, '--listen', `127.0.0.1:${port}`, '--node-ttl', '3']);
+  const m = start(['manager', '--data-dir', mgrDir, '--listen', `127.0.0.1:${port}`, '--node-ttl', '3', '--metrics-addr', '127.0.0.1:0']);
+  managerOutput = m.output;
   await until(() => /join token: (\S+)/.exec(m.output())?.[1], `manager to start (${m.output()})`, 20_000);
   joinToken = /join token: (\S+)/.exec(m.output())?.[1] ?? '';
   return m.child;
 }
 
 function startAgent(): ReturnType<typeof start> {
-  return start(['agent', '--join', url, '--token', joinToken, '--data-dir', agentDir, '--name', 'worker-1', '--address', '127.0.0.1']);
+  return start(['agent', '--join', url, '--token', joinToken, '--data-dir', agentDir, '--name', 'worker-1', '--address', '127.0.0.1', '--metrics-addr', '127.0.0.1:0']);
 }
 
 const runningTasks = (): Task[] => json<Task[]>('service', 'ps', 'web').filter((t) => t.desiredState === 'running' && t.status.state === 'running');
 const pidAlive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 let manager: ChildProcess;
+let managerOutput: () => string = () => '';
 let agent: ReturnType<typeof start>;
 
 beforeAll(async () => {
@@ -105,6 +107,24 @@ describe('shoal manager and shoal agent as processes', () => {
     await until(() => runningTasks().length === 2, '2 running tasks', 20_000);
     await until(() => /network update \w+ \(name=app\)/.test(ev.output()) && /service update \w+ \(name=web\)/.test(ev.output()), 'events printed');
     await kill(ev.child, 'SIGTERM');
+  });
+
+  it('serves Prometheus metrics on the manager and on the agent', async () => {
+    const scrape = async (output: () => string): Promise<string> => {
+      const u = await until(() => /metrics: (http:\/\/\S+)/.exec(output())?.[1], 'metrics address printed');
+      const res = await fetch(u);
+      expect(res.headers.get('content-type')).toMatch(/text\/plain/);
+      return res.text();
+    };
+    const mgr = await scrape(managerOutput);
+    expect(mgr).toMatch(/^shoal_cluster_nodes\{state="ready"\} 1$/m);
+    expect(mgr).toMatch(/^shoal_cluster_tasks\{state="running"\} 2$/m);
+    expect(mgr).toMatch(/^shoal_store_revision \d+$/m);
+    expect(mgr).toMatch(/^shoal_manager_sync_failures_total\{component="scheduler"\} \d+$/m);
+    const ag = await scrape(agent.output);
+    expect(ag).toMatch(/^shoal_agent_connected 1$/m);
+    expect(ag).toMatch(/^shoal_agent_tasks 2$/m);
+    expect(ag).toMatch(/^shoal_agent_sync_failures_total 0$/m);
   });
 
   it('survives kill -9 of the manager: state is kept and the agent resumes', async () => {

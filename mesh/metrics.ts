@@ -1,0 +1,86 @@
+/**
+ * Cluster metrics for Prometheus (`shoal_<subsystem>_<name>_<unit>`), read at scrape time from
+ * the manager and the agent (no bookkeeping on their hot paths), and the `/metrics` HTTP server
+ * every node runs. Other subsystems (dns/, ingress/) register on the same registry.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { objectPrefix } from '../src/model/keys.js';
+import type { Node, Task } from '../src/model/types.js';
+import type { Agent } from './agent/index.js';
+import type { Manager } from './manager/index.js';
+
+/** Registers the manager's metrics: cluster membership and tasks, store revision, failed syncs. */
+export function registerManagerMetrics(reg: Registry, m: Manager): void {
+  new Gauge({
+    name: 'shoal_cluster_nodes', help: 'Nodes by state (ready, down).', labelNames: ['state'], registers: [reg],
+    async collect() {
+      const { kvs } = await m.store.range(objectPrefix('nodes'));
+      const counts: Record<string, number> = { ready: 0, down: 0 };
+      for (const kv of kvs) { const n = JSON.parse(kv.value) as Node; counts[n.state] = (counts[n.state] ?? 0) + 1; }
+      for (const [state, v] of Object.entries(counts)) this.set({ state }, v);
+    },
+  });
+  new Gauge({
+    name: 'shoal_cluster_tasks', help: 'Tasks by current state.', labelNames: ['state'], registers: [reg],
+    async collect() {
+      const { kvs } = await m.store.range(objectPrefix('tasks'));
+      this.reset();
+      const counts = new Map<string, number>();
+      for (const kv of kvs) { const t = JSON.parse(kv.value) as Task; counts.set(t.status.state, (counts.get(t.status.state) ?? 0) + 1); }
+      for (const [state, v] of counts) this.set({ state }, v);
+    },
+  });
+  new Gauge({
+    name: 'shoal_store_revision', help: 'Current revision of the cluster store.', registers: [reg],
+    async collect() { this.set(await m.store.currentRevision()); },
+  });
+  new Counter({
+    name: 'shoal_manager_sync_failures_total', help: 'Failed background syncs of the manager, by reconciler (each is retried).', labelNames: ['component'], registers: [reg],
+    collect() {
+      this.reset();
+      this.inc({ component: 'scheduler' }, m.failures.scheduler);
+      this.inc({ component: 'liveness' }, m.failures.liveness);
+    },
+  });
+}
+
+/** Registers the agent's metrics: session state, watch revision, tasks held, failed syncs. */
+export function registerAgentMetrics(reg: Registry, a: Agent): void {
+  new Gauge({
+    name: 'shoal_agent_connected', help: '1 while the agent has a session with a manager.', registers: [reg],
+    collect() { this.set(a.session.connected ? 1 : 0); },
+  });
+  new Gauge({
+    name: 'shoal_agent_watch_revision', help: 'Store revision the agent\'s local index reflects.', registers: [reg],
+    collect() { this.set(a.index.revision); },
+  });
+  new Gauge({
+    name: 'shoal_agent_tasks', help: 'Task processes the agent holds on this node.', registers: [reg],
+    collect() { this.set(a.runtime.list().length); },
+  });
+  new Counter({
+    name: 'shoal_agent_sync_failures_total', help: 'Failed task syncs on this node (each is retried).', registers: [reg],
+    collect() { this.reset(); this.inc(a.syncFailures); },
+  });
+}
+
+/** Serves `GET /metrics` from `reg` on `host:port` (port 0 picks one); resolves with the server. */
+export function serveMetrics(reg: Registry, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
+      return;
+    }
+    reg.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': reg.contentType }).end(text),
+      (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${String(e)}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => { server.off('error', reject); resolve(server); });
+  });
+}
+
+export { Registry };
