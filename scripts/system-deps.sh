@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
-#   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service)
+#   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
+#   conntrack; with --bench also dnsperf.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -8,6 +9,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v conntrack >/dev/null || need+=(conntrack)
+# Benchmarks only (npm run bench): dnsperf, the DNS load generator.
+[ "${1:-}" = --bench ] && { command -v dnsperf >/dev/null || need+=(dnsperf); }
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root (or install them) first" >&2
