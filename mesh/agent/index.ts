@@ -4,9 +4,12 @@
  * and report). Nothing is started before the first full list arrived.
  */
 import { join } from 'node:path';
-import { taskName, type Task } from '../../src/model/types.js';
+import type { NetworkDriver } from '../../src/drivers/types.js';
+import { taskName, type Network, type NetworkDriver as DriverName, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import { LocalIndex } from './local-index.js';
+import { NodeNetworks } from './networks.js';
+import { Sandboxes, type SandboxOptions } from './sandboxes.js';
 import { streamLogFiles } from './logs.js';
 import { ProcessRuntime, type TaskEvent, type TaskRuntime } from './process-runtime.js';
 import { AgentSession } from './session.js';
@@ -18,6 +21,11 @@ export interface AgentOptions {
   address: string;
   dataDir: string;
   runtime?: TaskRuntime;
+  /**
+   * Network isolation: each task in its own namespace with one endpoint per network, made by
+   * these drivers. Without it, tasks run in the agent's namespace (tests, non-root).
+   */
+  network?: { drivers: ReadonlyMap<DriverName, NetworkDriver>; nsPrefix: string; etcNetnsDir?: string };
   log?: (msg: string) => void;
 }
 
@@ -29,9 +37,17 @@ export class Agent {
   /** Last status reported per task, so a status is sent once per change. */
   private readonly reported = new Map<string, string>();
   syncFailures = 0;
+  /** Sandboxes and node networks, when tasks are isolated (only sync() uses them). */
+  private readonly net: { sandboxes: Sandboxes; networks: NodeNetworks } | undefined;
+  private leftoversCleaned = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.runtime = opts.runtime ?? new ProcessRuntime(join(opts.dataDir, 'tasks'));
+    if (opts.network) {
+      const sb: SandboxOptions = { drivers: opts.network.drivers, nsPrefix: opts.network.nsPrefix };
+      if (opts.network.etcNetnsDir) sb.etcNetnsDir = opts.network.etcNetnsDir;
+      this.net = { sandboxes: new Sandboxes(sb), networks: new NodeNetworks(opts.network.drivers) };
+    }
     this.session = new AgentSession({
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
       index: this.index, log: (m) => opts.log?.(m),
@@ -47,7 +63,6 @@ export class Agent {
   }
 
   get nodeId(): string | undefined { return this.session.node?.id; }
-
 
   start(): void {
     this.session.start();
@@ -70,30 +85,62 @@ export class Agent {
   private async sync(): Promise<void> {
     const nodeId = this.nodeId;
     if (!nodeId || !this.index.synced) return;
-    const mine = this.index.tasks().filter((t) => t.nodeId === nodeId);
+    const all = this.index.tasks();
+    const mine = all.filter((t) => t.nodeId === nodeId);
     const services = new Map(this.index.services().map((s) => [s.id, s]));
-    const wanted = new Set<string>();
+    const networks = new Map(this.index.networks().map((n) => [n.id, n]));
+    const netsOf = (t: Task): Network[] =>
+      (services.get(t.serviceId)?.spec.networks ?? []).map((n) => networks.get(n.network)).filter((n): n is Network => n !== undefined);
+    const runnable = mine.filter((t) => t.desiredState === 'running' && t.status.state !== 'orphaned' && services.has(t.serviceId));
+    const wanted = new Set(runnable.map((t) => t.id));
+    const net = this.net;
+    if (net && !this.leftoversCleaned) {
+      // Once, with the first full view: namespaces of tasks no longer here are leftovers of a crash.
+      await net.sandboxes.cleanupLeftovers(wanted);
+      this.leftoversCleaned = true;
+    }
+    const neededNets = new Set(runnable.flatMap((t) => netsOf(t).map((n) => n.id)));
+    if (net) {
+      await net.networks.ensure([...neededNets].map((id) => networks.get(id) as Network), all, new Map(this.index.nodes().map((n) => [n.id, n])), nodeId);
+    }
+    for (const t of runnable) {
+      const svc = services.get(t.serviceId);
+      if (!svc) continue;
+      // Only when the runtime takes the task on: the index may still show "assigned" after the
+      // task was reported running, and a second "starting" would overwrite "running".
+      const fresh = !this.runtime.list().includes(t.id);
+      if (fresh) this.report(t, 'starting', 'starting');
+      let command = svc.spec.command;
+      if (net) {
+        const nets = netsOf(t);
+        const ns = await net.sandboxes.ensure(t, nets, nets[0] ? [nets[0].ipam.v4.gateway] : []);
+        command = ['ip', 'netns', 'exec', ns, ...command];
+      }
+      this.runtime.ensureRunning({
+        taskId: t.id, command,
+        env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id },
+      });
+    }
     const stops: Array<Promise<void>> = [];
+    const stop = (t: Task | undefined, id: string): Promise<void> => this.runtime.ensureStopped(id).then(async () => {
+      if (net) await (t ? net.sandboxes.remove(t, netsOf(t)) : net.sandboxes.removeNamespace(id));
+    });
+    const reporting = new Set<string>();
     for (const t of mine) {
-      if (t.desiredState === 'running' && t.status.state !== 'orphaned') {
-        const svc = services.get(t.serviceId);
-        if (!svc) continue;
-        wanted.add(t.id);
-        // Only when the runtime takes the task on: the index may still show "assigned" after the
-        // task was reported running, and a second "starting" would overwrite "running".
-        if (!this.runtime.list().includes(t.id)) this.report(t, 'starting', 'starting');
-        this.runtime.ensureRunning({
-          taskId: t.id, command: svc.spec.command,
-          env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id },
-        });
-      } else if (t.desiredState === 'shutdown' && !['shutdown', 'complete', 'failed', 'orphaned'].includes(t.status.state)) {
-        stops.push(this.runtime.ensureStopped(t.id).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
+      if (t.desiredState === 'shutdown' && !['shutdown', 'complete', 'failed', 'orphaned'].includes(t.status.state)) {
+        reporting.add(t.id);
+        stops.push(stop(t, t.id).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
       }
     }
-    // Tasks the runtime holds that the cluster no longer assigns here (removed, moved, orphaned).
-    for (const id of this.runtime.list()) if (!wanted.has(id)) stops.push(this.runtime.ensureStopped(id));
+    // Anything else the runtime holds is no longer meant to run here (removed, moved away,
+    // orphaned while this agent was down): stop it without a report.
+    const byId = new Map(all.map((t) => [t.id, t]));
+    for (const id of this.runtime.list()) {
+      if (!wanted.has(id) && !reporting.has(id)) stops.push(stop(byId.get(id), id));
+    }
     // Stops run side by side: each may wait out a task's grace period.
     await Promise.all(stops);
+    if (net) await net.networks.prune(neededNets);
   }
 
   private onTaskEvent(e: TaskEvent): void {

@@ -6,7 +6,7 @@
  * starting them twice. (The driver-core issue moves each task into its own network namespace.)
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface TaskProcessSpec {
@@ -43,6 +43,8 @@ interface Held {
   exited: Promise<void> | undefined;
   stopping: boolean;
   stopped?: Promise<void>;
+  /** Found running at start (discover) and not yet announced. */
+  adopted: boolean;
 }
 
 function procStartTime(pid: number): string | undefined {
@@ -61,6 +63,41 @@ export class ProcessRuntime implements TaskRuntime {
 
   constructor(private readonly dir: string, private readonly opts: { stopGraceMs?: number; maxBackoffMs?: number } = {}) {
     mkdirSync(dir, { recursive: true });
+    this.discover();
+  }
+
+  /**
+   * Takes over the processes a previous agent started (pid files whose pid still has the
+   * recorded start time), so `list()` shows them and the agent either keeps them (ensureRunning)
+   * or stops them (tasks that moved away while it was down). Dead records are removed.
+   */
+  private discover(): void {
+    for (const f of readdirSync(this.dir)) {
+      if (!f.endsWith('.pid')) continue;
+      const taskId = f.slice(0, -'.pid'.length);
+      let rec: { pid: number; start: string };
+      try {
+        rec = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as { pid: number; start: string };
+      } catch {
+        continue;
+      }
+      if (procStartTime(rec.pid) !== rec.start) {
+        rmSync(join(this.dir, f), { force: true });
+        continue;
+      }
+      const h: Held = { spec: { taskId, command: [], env: {} }, pid: rec.pid, restarts: 0, timer: undefined, exited: undefined, stopping: false, adopted: true };
+      // Not our child: poll for its exit.
+      h.exited = new Promise((resolve) => {
+        const t = setInterval(() => {
+          if (procStartTime(rec.pid) === rec.start) return;
+          clearInterval(t);
+          this.afterExit(h, null, null);
+          resolve();
+        }, 500);
+        t.unref();
+      });
+      this.held.set(taskId, h);
+    }
   }
 
   onEvent(cb: (e: TaskEvent) => void): void { this.listeners.push(cb); }
@@ -73,34 +110,18 @@ export class ProcessRuntime implements TaskRuntime {
   }
 
   ensureRunning(spec: TaskProcessSpec): void {
-    if (this.held.has(spec.taskId)) return;
-    const h: Held = { spec, pid: undefined, restarts: 0, timer: undefined, exited: undefined, stopping: false };
-    this.held.set(spec.taskId, h);
-    if (!this.adopt(h)) this.launch(h);
-  }
-
-  /** Takes over a process a previous agent started (same pid and start time). */
-  private adopt(h: Held): boolean {
-    let rec: { pid: number; start: string };
-    try {
-      rec = JSON.parse(readFileSync(this.pidPath(h.spec.taskId), 'utf8')) as { pid: number; start: string };
-    } catch {
-      return false;
+    const held = this.held.get(spec.taskId);
+    if (held) {
+      held.spec = spec;
+      if (held.adopted && held.pid !== undefined) {
+        held.adopted = false; // announce once
+        this.emit({ type: 'running', taskId: spec.taskId, pid: held.pid, adopted: true });
+      }
+      return;
     }
-    if (procStartTime(rec.pid) !== rec.start) return false;
-    h.pid = rec.pid;
-    // Not our child: poll for its exit.
-    h.exited = new Promise((resolve) => {
-      const t = setInterval(() => {
-        if (procStartTime(rec.pid) === rec.start) return;
-        clearInterval(t);
-        this.afterExit(h, null, null);
-        resolve();
-      }, 500);
-      t.unref();
-    });
-    this.emit({ type: 'running', taskId: h.spec.taskId, pid: rec.pid, adopted: true });
-    return true;
+    const h: Held = { spec, pid: undefined, restarts: 0, timer: undefined, exited: undefined, stopping: false, adopted: false };
+    this.held.set(spec.taskId, h);
+    this.launch(h);
   }
 
   private launch(h: Held): void {
@@ -117,6 +138,8 @@ export class ProcessRuntime implements TaskRuntime {
         this.afterExit(h, 127, null);
       });
       if (child.pid === undefined) return;
+      // Tasks outlive the agent (a restarted agent adopts them): they must not keep it running.
+      child.unref();
       h.pid = child.pid;
       const start = procStartTime(child.pid);
       if (start) writeFileSync(this.pidPath(h.spec.taskId), JSON.stringify({ pid: child.pid, start }));
@@ -130,6 +153,13 @@ export class ProcessRuntime implements TaskRuntime {
   private afterExit(h: Held, exitCode: number | null, signal: string | null): void {
     h.pid = undefined;
     if (h.stopping || this.held.get(h.spec.taskId) !== h) return;
+    if (h.spec.command.length === 0) {
+      // An adopted process that ended before the agent said what it runs: forget it; the next
+      // ensureRunning starts it afresh.
+      this.held.delete(h.spec.taskId);
+      rmSync(this.pidPath(h.spec.taskId), { force: true });
+      return;
+    }
     const delay = Math.min(1000 * 2 ** h.restarts, this.opts.maxBackoffMs ?? 30_000);
     h.restarts++;
     this.emit({ type: 'exited', taskId: h.spec.taskId, exitCode, signal, restartInMs: delay });

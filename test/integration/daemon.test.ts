@@ -71,7 +71,13 @@ function startAgent(): ReturnType<typeof start> {
   return start(['agent', '--join', url, '--token', joinToken, '--data-dir', agentDir, '--name', 'worker-1', '--address', '127.0.0.1', '--metrics-addr', '127.0.0.1:0']);
 }
 
-const runningTasks = (): Task[] => json<Task[]>('service', 'ps', 'web').filter((t) => t.desiredState === 'running' && t.status.state === 'running');
+/** Every task pid the test saw, so cleanup can end them even if the cluster could not. */
+const seenPids = new Set<number>();
+const runningTasks = (): Task[] => {
+  const ts = json<Task[]>('service', 'ps', 'web').filter((t) => t.desiredState === 'running' && t.status.state === 'running');
+  for (const t of ts) if (t.status.pid) seenPids.add(t.status.pid);
+  return ts;
+};
 const pidAlive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 let manager: ChildProcess;
@@ -89,12 +95,14 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // Stop the tasks through the cluster, then the daemons; then any task process still alive.
-  const pids = (() => { try { return json<Task[]>('service', 'ps', 'web').map((t) => t.status.pid).filter((p): p is number => !!p); } catch { return []; } })();
+  try { runningTasks(); } catch { /* the manager may be down: seenPids has what we know */ }
+  const pids = [...seenPids];
   const rm = shoal('service', 'rm', 'web');
   if (rm.code !== 0 || pids.length === 0) console.error('daemon test cleanup:', rm, pids);
   await until(() => pids.every((p) => !pidAlive(p)), 'task processes stopped', 15_000).catch(() => undefined);
   for (const c of [...children]) await kill(c, 'SIGTERM');
   for (const p of pids) if (pidAlive(p)) process.kill(-p, 'SIGKILL');
+  await until(() => pids.every((p) => !pidAlive(p)), 'no task process left');
   rmSync(dir, { recursive: true, force: true });
 });
 
