@@ -34,7 +34,7 @@ async function until(what: string, ok: () => boolean, timeoutMs = 15_000): Promi
 
 async function main(): Promise<void> {
   process.stdout.write(`$ shoal up --data-dir ${dataDir} --name demo-node   (in the background)\n`);
-  const up = spawn(process.execPath, [bin, 'up', '--data-dir', dataDir, '--name', 'demo-node', '--metrics-addr', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const up = spawn(process.execPath, [bin, 'up', '--data-dir', dataDir, '--name', 'demo-node', '--metrics-addr', '127.0.0.1:0', '--isolation', 'none'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let upLog = '';
   up.stdout.on('data', (d: Buffer) => { upLog += d.toString(); });
   up.stderr.on('data', (d: Buffer) => { upLog += d.toString(); });

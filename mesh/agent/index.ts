@@ -4,7 +4,8 @@
  * and report). Nothing is started before the first full list arrived.
  */
 import { join } from 'node:path';
-import type { NetworkDriver } from '../../src/drivers/types.js';
+import { cleanupLeftovers } from '../../src/drivers/cleanup.js';
+import type { DriverContext, NetworkDriver } from '../../src/drivers/types.js';
 import { taskName, type Network, type NetworkDriver as DriverName, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import { LocalIndex } from './local-index.js';
@@ -25,7 +26,7 @@ export interface AgentOptions {
    * Network isolation: each task in its own namespace with one endpoint per network, made by
    * these drivers. Without it, tasks run in the agent's namespace (tests, non-root).
    */
-  network?: { drivers: ReadonlyMap<DriverName, NetworkDriver>; nsPrefix: string; etcNetnsDir?: string };
+  network?: { ctx: DriverContext; drivers: ReadonlyMap<DriverName, NetworkDriver>; nsPrefix: string; etcNetnsDir?: string };
   log?: (msg: string) => void;
 }
 
@@ -38,7 +39,7 @@ export class Agent {
   private readonly reported = new Map<string, string>();
   syncFailures = 0;
   /** Sandboxes and node networks, when tasks are isolated (only sync() uses them). */
-  private readonly net: { sandboxes: Sandboxes; networks: NodeNetworks } | undefined;
+  private readonly net: { ctx: DriverContext; sandboxes: Sandboxes; networks: NodeNetworks } | undefined;
   private leftoversCleaned = false;
 
   constructor(private readonly opts: AgentOptions) {
@@ -46,7 +47,7 @@ export class Agent {
     if (opts.network) {
       const sb: SandboxOptions = { drivers: opts.network.drivers, nsPrefix: opts.network.nsPrefix };
       if (opts.network.etcNetnsDir) sb.etcNetnsDir = opts.network.etcNetnsDir;
-      this.net = { sandboxes: new Sandboxes(sb), networks: new NodeNetworks(opts.network.drivers) };
+      this.net = { ctx: opts.network.ctx, sandboxes: new Sandboxes(sb), networks: new NodeNetworks(opts.network.drivers) };
     }
     this.session = new AgentSession({
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
@@ -94,12 +95,14 @@ export class Agent {
     const runnable = mine.filter((t) => t.desiredState === 'running' && t.status.state !== 'orphaned' && services.has(t.serviceId));
     const wanted = new Set(runnable.map((t) => t.id));
     const net = this.net;
+    const neededNets = new Set(runnable.flatMap((t) => netsOf(t).map((n) => n.id)));
     if (net && !this.leftoversCleaned) {
-      // Once, with the first full view: namespaces of tasks no longer here are leftovers of a crash.
+      // Once, with the first full view: sandboxes, links and networks that nothing assigned here
+      // needs are leftovers of a crash; what is still needed is kept (and adopted below).
       await net.sandboxes.cleanupLeftovers(wanted);
+      await cleanupLeftovers(net.ctx, neededNets);
       this.leftoversCleaned = true;
     }
-    const neededNets = new Set(runnable.flatMap((t) => netsOf(t).map((n) => n.id)));
     if (net) {
       await net.networks.ensure([...neededNets].map((id) => networks.get(id) as Network), all, new Map(this.index.nodes().map((n) => [n.id, n])), nodeId);
     }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { isShoalError, messageOf } from '../../src/errors.js';
 import { parseObjectKey } from '../../src/model/keys.js';
-import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath } from '../daemon/index.js';
+import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath, type AgentProcessOptions } from '../daemon/index.js';
 import type { WatchFrame } from '../api/watch.js';
 import { wsUrl } from '../agent/session.js';
 import type { Agent } from '../agent/index.js';
@@ -20,7 +20,7 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
-  { name: 'metrics-addr' },
+  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' },
 ];
 
 /** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
@@ -41,6 +41,7 @@ const USAGE = `usage: shoal COMMAND
   shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
   shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
   shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
+              [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-]
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
@@ -64,7 +65,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     if (kind === 'up') {
       const a = startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, ...nodeIdentity(p) });
       stops.unshift(() => a.stop());
-      agent = a;
+      agent = a.agent;
     }
     const stopMetrics = await startMetrics(p, kind === 'up' ? '127.0.0.1:9323' : '', (reg) => {
       registerManagerMetrics(reg, m.manager);
@@ -77,7 +78,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
     const a = startAgent({ managerUrl: join, joinToken: token, dataDir, log, ...nodeIdentity(p) });
     stops.push(() => a.stop());
-    const stopMetrics = await startMetrics(p, '127.0.0.1:9323', (reg) => registerAgentMetrics(reg, a), io);
+    const stopMetrics = await startMetrics(p, '127.0.0.1:9323', (reg) => registerAgentMetrics(reg, a.agent), io);
     if (stopMetrics) stops.unshift(stopMetrics);
     io.out(`agent started, joining ${join}\n`);
   }
@@ -89,12 +90,23 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   return 0;
 }
 
-function nodeIdentity(p: ReturnType<typeof parseArgs>): { name?: string; address?: string } {
-  const out: { name?: string; address?: string } = {};
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix'>;
+
+function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
+  const out: AgentFlags = {};
   const name = one(p, 'name');
   const address = one(p, 'address');
+  const isolation = one(p, 'isolation');
   if (name) out.name = name;
   if (address) out.address = address;
+  if (isolation !== undefined) {
+    if (isolation !== 'netns' && isolation !== 'none') throw new Error(`--isolation must be netns or none, got '${isolation}'`);
+    out.isolation = isolation;
+  }
+  const lp = one(p, 'link-prefix');
+  if (lp !== undefined) out.linkPrefix = lp;
+  const np = one(p, 'netns-prefix');
+  if (np !== undefined) out.netnsPrefix = np;
   return out;
 }
 

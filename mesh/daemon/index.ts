@@ -17,6 +17,8 @@ import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
 import { Manager } from '../manager/index.js';
+import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
+import type { NetworkDriver as DriverName } from '../../src/model/types.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/shoal';
 export const socketPath = (dataDir: string): string => join(dataDir, 'shoal.sock');
@@ -99,15 +101,30 @@ export interface AgentProcessOptions {
   dataDir: string;
   name?: string;
   address?: string;
+  /**
+   * `netns`: every task in its own network namespace with an endpoint per network (needs root);
+   * `none`: tasks share the agent's namespace. Default: netns when running as root.
+   */
+  isolation?: 'netns' | 'none';
+  /** Prefix of the links and nft table the drivers own (1-4 chars). Default `sh`. */
+  linkPrefix?: string;
+  /** Prefix of the task namespaces' names. Default `shoal-<name>-`. */
+  netnsPrefix?: string;
   log: (msg: string) => void;
 }
 
-export function startAgent(o: AgentProcessOptions): Agent {
+export interface RunningAgent { agent: Agent; stop(): Promise<void> }
+
+export function startAgent(o: AgentProcessOptions): RunningAgent {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  const name = o.name ?? hostname().split('.')[0] ?? 'node';
+  const address = o.address ?? '127.0.0.1';
+  const isolation = o.isolation ?? (process.getuid?.() === 0 ? 'netns' : 'none');
+  const ctx = isolation === 'netns' ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address } }) : undefined;
   const agent = new Agent({
-    managerUrl: o.managerUrl, joinToken: o.joinToken, name: o.name ?? hostname().split('.')[0] ?? 'node',
-    address: o.address ?? '127.0.0.1', dataDir: o.dataDir, log: o.log,
+    managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
+    ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
   });
   agent.start();
-  return agent;
+  return { agent, async stop() { await agent.stop(); await ctx?.close(); } };
 }

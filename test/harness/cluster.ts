@@ -353,7 +353,9 @@ class NodeImpl extends Host implements HarnessNode {
     const since = Date.now();
     this.current = this.spawn([
       ...shoalProgram, 'agent', '--join', this.h.manager.url, '--token', this.h.manager.joinToken,
-      '--data-dir', this.dataDir, '--name', this.name, '--address', this.address, ...(this.h.opts.agentArgs ?? []),
+      '--data-dir', this.dataDir, '--name', this.name, '--address', this.address,
+      // Task namespaces are named after the node, so the harness's prefix sweep finds them.
+      '--netns-prefix', `${this.name}-`, ...(this.h.opts.agentArgs ?? []),
     ]);
     return since;
   }

@@ -68,7 +68,7 @@ async function startManager(): Promise<ChildProcess> {
 }
 
 function startAgent(): ReturnType<typeof start> {
-  return start(['agent', '--join', url, '--token', joinToken, '--data-dir', agentDir, '--name', 'worker-1', '--address', '127.0.0.1', '--metrics-addr', '127.0.0.1:0']);
+  return start(['agent', '--join', url, '--token', joinToken, '--data-dir', agentDir, '--name', 'worker-1', '--address', '127.0.0.1', '--metrics-addr', '127.0.0.1:0', '--isolation', 'none']);
 }
 
 /** Every task pid the test saw, so cleanup can end them even if the cluster could not. */

@@ -1,0 +1,106 @@
+/**
+ * Task sandboxes: one network namespace per task, named `<nsPrefix><task id>`, with one
+ * endpoint per network of the task's service (eth0, eth1, ... in the service's order; the
+ * default route via the first network) and `/etc/netns/<name>/resolv.conf`, which
+ * `ip netns exec` shows the task as its /etc/resolv.conf.
+ *
+ * Only the agent's task sync calls this (one call per task at a time). `ensure` is idempotent
+ * and cheap once done: a sandbox whose endpoints match is not touched again.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NetworkDriver } from '../../src/drivers/types.js';
+import { deleteNetns, ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/index.js';
+import { notFound } from '../../src/errors.js';
+import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
+
+export interface SandboxOptions {
+  drivers: ReadonlyMap<DriverName, NetworkDriver>;
+  /** Prefix of the netns names this agent owns, e.g. `shoal-node1-`. */
+  nsPrefix: string;
+  /** Where `ip netns exec` looks for per-namespace files; default /etc/netns. */
+  etcNetnsDir?: string;
+}
+
+/** What a sandbox is made of; equal plans need no kernel work. */
+function planKey(task: Task, nets: Network[], nameservers: string[]): string {
+  return JSON.stringify([nets.map((n) => [n.id, task.addresses[n.id]]), nameservers]);
+}
+
+export class Sandboxes {
+  private readonly done = new Map<string, string>();
+  private readonly etc: string;
+
+  constructor(private readonly opts: SandboxOptions) {
+    this.etc = opts.etcNetnsDir ?? '/etc/netns';
+  }
+
+  netnsOf(taskId: string): string { return `${this.opts.nsPrefix}${taskId}`; }
+
+  private driver(net: Network): NetworkDriver {
+    const d = this.opts.drivers.get(net.driver);
+    if (!d) throw notFound(`network driver '${net.driver}' on this node`);
+    return d;
+  }
+
+  /**
+   * Makes the task's sandbox: namespace, loopback up, one endpoint per network, resolv.conf.
+   * `nets` in the service's order; `nameservers` for resolv.conf (with `options ndots:0`).
+   */
+  async ensure(task: Task, nets: Network[], nameservers: string[]): Promise<string> {
+    const ns = this.netnsOf(task.id);
+    const key = planKey(task, nets, nameservers);
+    if (this.done.get(task.id) === key) return ns;
+    await ensureNetns(ns);
+    const worker = await NetnsWorker.start({ netns: ns });
+    try {
+      await worker.links.setUp('lo');
+      for (const [i, net] of nets.entries()) {
+        const addr = task.addresses[net.id];
+        if (!addr) throw notFound(`address of task ${task.id} on network ${net.name}`);
+        const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
+        await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links: worker.links }, { defaultRoute: i === 0 });
+      }
+    } finally {
+      await worker.close();
+    }
+    mkdirSync(join(this.etc, ns), { recursive: true });
+    const conf = [...nameservers.map((s) => `nameserver ${s}`), 'options ndots:0', ''].join('\n');
+    writeFileSync(join(this.etc, ns, 'resolv.conf'), conf);
+    this.done.set(task.id, key);
+    return ns;
+  }
+
+  /** Removes the task's endpoints and namespace. Idempotent. */
+  async remove(task: Task, nets: Network[]): Promise<void> {
+    const ns = this.netnsOf(task.id);
+    for (const net of nets) {
+      const addr = task.addresses[net.id];
+      if (!addr) continue;
+      await this.driver(net).leave(net, { id: task.id, networkId: net.id, v4: addr.v4 }, { netns: ns, ifname: '' });
+    }
+    await this.removeNamespace(task.id);
+  }
+
+  /** Deletes the task's namespace (its veth pairs and macvlans go with it). Idempotent. */
+  async removeNamespace(taskId: string): Promise<void> {
+    const ns = this.netnsOf(taskId);
+    await deleteNetns(ns);
+    rmSync(join(this.etc, ns), { recursive: true, force: true });
+    this.done.delete(taskId);
+  }
+
+  /** Deletes namespaces with this agent's prefix whose task is not in `keep` (after a crash). */
+  async cleanupLeftovers(keep: ReadonlySet<string>): Promise<string[]> {
+    const removed: string[] = [];
+    for (const ns of await listNetns()) {
+      if (!ns.startsWith(this.opts.nsPrefix)) continue;
+      const taskId = ns.slice(this.opts.nsPrefix.length);
+      if (keep.has(taskId)) continue;
+      await deleteNetns(ns);
+      rmSync(join(this.etc, ns), { recursive: true, force: true });
+      removed.push(ns);
+    }
+    return removed;
+  }
+}
