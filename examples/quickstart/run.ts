@@ -12,13 +12,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = join(root, 'mesh', 'cli', 'main.js');
+// Built: plain JS next to this file; from sources (tests run it with tsx): the .ts through tsx.
+const fromSources = import.meta.url.endsWith('.ts');
+const shoalArgv = fromSources ? ['--import', 'tsx', join(root, 'mesh', 'cli', 'main.ts')] : [join(root, 'mesh', 'cli', 'main.js')];
 const dataDir = mkdtempSync(join(tmpdir(), 'shoal-demo-'));
 const env = { ...process.env, SHOAL_DATA_DIR: dataDir };
 
 function shoal(...args: string[]): string {
   process.stdout.write(`\n$ shoal ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...shoalArgv, ...args], { env, encoding: 'utf8', cwd: root });
   process.stdout.write(r.stdout);
   if (r.status !== 0) throw new Error(`shoal ${args.join(' ')} failed: ${r.stderr.trim()}`);
   return r.stdout;
@@ -34,7 +36,7 @@ async function until(what: string, ok: () => boolean, timeoutMs = 15_000): Promi
 
 async function main(): Promise<void> {
   process.stdout.write(`$ shoal up --data-dir ${dataDir} --name demo-node   (in the background)\n`);
-  const up = spawn(process.execPath, [bin, 'up', '--data-dir', dataDir, '--name', 'demo-node', '--metrics-addr', '127.0.0.1:0', '--isolation', 'none'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const up = spawn(process.execPath, [...shoalArgv, 'up', '--data-dir', dataDir, '--name', 'demo-node', '--metrics-addr', '127.0.0.1:0', '--isolation', 'none'], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let upLog = '';
   up.stdout.on('data', (d: Buffer) => { upLog += d.toString(); });
   up.stderr.on('data', (d: Buffer) => { upLog += d.toString(); });

@@ -9,9 +9,10 @@
  *   sudo node --import tsx examples/three-node/run.ts
  *   npm run build && sudo node dist/examples/three-node/run.js
  *
- * For now a task is a process sharing its node's namespace, so replicas on one node need
- * distinct ports: each listens on 8000 + its slot. Later issues add ingress (one published
- * port on every node) and DNS, and this example will use them instead.
+ * Each task runs in its own network namespace with an endpoint on the overlay, so every
+ * replica listens on :8000. Until ingress exists (a later issue: one published port on every
+ * node), the requests come from a probe task on the same overlay network, over VXLAN between
+ * the nodes; DNS will later let it ask for `whoami` by name.
  */
 import type { Node, Task } from '../../src/model/types.js';
 import { destroyAllHarnesses, startHarness, type Harness, type HarnessNode } from '../../test/harness/cluster.js';
@@ -21,7 +22,7 @@ const REPLICAS = 6;
 const BASE_PORT = 8000;
 
 /** The replica: answers every request with its task name (the agent sets SHOAL_TASK_NAME). */
-const SERVER = `require('node:http').createServer((q, r) => r.end(process.env.SHOAL_TASK_NAME + '\\n')).listen(${BASE_PORT} + Number(process.env.SHOAL_TASK_SLOT));`;
+const SERVER = `require('node:http').createServer((q, r) => r.end(process.env.SHOAL_TASK_NAME + '\\n')).listen(${BASE_PORT});`;
 
 /** The outside client: GET each URL once; prints {url: body} or {url: "ERROR ..."} as JSON. */
 const CLIENT = `
@@ -80,11 +81,19 @@ async function demo(h: Harness): Promise<void> {
     check(!!node && (ns === node.netns || !!ns?.startsWith(`${node.netns}-`)), `${t.serviceName}.${t.slot} (pid ${t.status.pid}) runs inside ${node?.netns} (found in ${ns})`);
   }
 
-  // From outside the cluster: every replica answers with its own name at its node's address.
-  const expected = new Map(tasks.map((t) => [`http://${nodeOf(t)?.address}:${BASE_PORT + t.slot}/`, `${t.serviceName}.${t.slot}.${t.id}`]));
-  say(`\n$ (in netns ${h.client.netns}) GET each replica at <node address>:${BASE_PORT}+slot\n`);
+  // From a probe task on the same overlay: every replica answers with its own name at its
+  // overlay address, wherever it runs.
+  await shoal(h, 'service', 'create', '--name', 'probe', '--network', 'app', '--', 'sleep', '3600');
+  const [probe] = await waitFor('the probe task', async () => {
+    const ps = (await h.json<Task[]>('service', 'ps', 'probe')).filter((t) => t.status.state === 'running');
+    return ps.length === 1 && ps;
+  }, 30_000, 200);
+  const app = (await h.json<Array<{ id: string }>>('network', 'inspect', 'app'))[0]?.id ?? '';
+  const probeNs = `${nodeOf(probe as Task)?.netns}-${probe?.id}`;
+  const expected = new Map(tasks.map((t) => [`http://${t.addresses[app]?.v4}:${BASE_PORT}/`, `${t.serviceName}.${t.slot}.${t.id}`]));
+  say(`\n$ (in the probe task's netns ${probeNs}) GET each replica at <overlay address>:${BASE_PORT}\n`);
   const answers = await waitFor('every replica to answer', async () => {
-    const r = await h.client.exec([process.execPath, '-e', CLIENT, ...expected.keys()], { timeoutMs: 10_000 });
+    const r = await h.nodes[0]!.exec(['nsenter', `--net=/run/netns/${probeNs}`, process.execPath, '-e', CLIENT, ...expected.keys()], { timeoutMs: 10_000 });
     if (r.code !== 0) throw new Error(`client failed: ${r.stderr.trim()}`);
     const got = JSON.parse(r.stdout) as Record<string, string>;
     return [...expected].every(([url, name]) => got[url] === name) && got;
@@ -92,7 +101,7 @@ async function demo(h: Harness): Promise<void> {
   for (const [url, body] of Object.entries(answers)) say(`${url} -> ${body}\n`);
   check(new Set(Object.values(answers)).size === REPLICAS, `${REPLICAS} distinct replicas answered`);
 
-  await shoal(h, 'service', 'rm', 'whoami');
+  await shoal(h, 'service', 'rm', 'whoami', 'probe');
   await shoal(h, 'network', 'rm', 'app');
 }
 
