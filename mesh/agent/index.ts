@@ -8,6 +8,7 @@ import { cleanupLeftovers } from '../../src/drivers/cleanup.js';
 import type { DriverContext, NetworkDriver } from '../../src/drivers/types.js';
 import { taskName, type Network, type NetworkDriver as DriverName, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
+import { NodeDns, type NodeDnsOptions } from './dns.js';
 import { LocalIndex } from './local-index.js';
 import { NodeNetworks } from './networks.js';
 import { Sandboxes, type SandboxOptions } from './sandboxes.js';
@@ -27,6 +28,8 @@ export interface AgentOptions {
    * these drivers. Without it, tasks run in the agent's namespace (tests, non-root).
    */
   network?: { ctx: DriverContext; drivers: ReadonlyMap<DriverName, NetworkDriver>; nsPrefix: string; etcNetnsDir?: string };
+  /** The node's embedded DNS (with `network` only): listeners on local networks' gateways. */
+  dns?: NodeDnsOptions;
   log?: (msg: string) => void;
 }
 
@@ -41,6 +44,8 @@ export class Agent {
   /** Sandboxes and node networks, when tasks are isolated (only sync() uses them). */
   private readonly net: { ctx: DriverContext; sandboxes: Sandboxes; networks: NodeNetworks } | undefined;
   private leftoversCleaned = false;
+  /** The node's resolver, fed from the index (with network isolation). */
+  readonly dns: NodeDns | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.runtime = opts.runtime ?? new ProcessRuntime(join(opts.dataDir, 'tasks'));
@@ -59,6 +64,11 @@ export class Agent {
       name: 'agent-tasks', minIntervalMs: 20, maxIntervalMs: 5000, burst: 2, retryAfterMs: 500,
       onError: (e) => { this.syncFailures++; opts.log?.(`task sync failed (will retry): ${String(e)}`); },
     });
+    if (this.net) {
+      const dns = new NodeDns({ ...opts.dns, ...(opts.log ? { log: opts.log } : {}) });
+      this.dns = dns;
+      this.index.onChange((changes) => dns.apply(changes));
+    }
     this.index.onChange(() => this.runner.run());
     this.runtime.onEvent((e) => this.onTaskEvent(e));
   }
@@ -73,6 +83,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.session.stop();
     await this.runner.stop();
+    await this.dns?.close();
     await this.runtime.close();
   }
 
@@ -105,6 +116,7 @@ export class Agent {
     }
     if (net) {
       await net.networks.ensure([...neededNets].map((id) => networks.get(id) as Network), all, new Map(this.index.nodes().map((n) => [n.id, n])), nodeId);
+      await this.dns?.ensureListeners(net.networks.list());
     }
     for (const t of runnable) {
       const svc = services.get(t.serviceId);
@@ -143,7 +155,10 @@ export class Agent {
     }
     // Stops run side by side: each may wait out a task's grace period.
     await Promise.all(stops);
-    if (net) await net.networks.prune(neededNets);
+    if (net) {
+      await this.dns?.ensureListeners(net.networks.list().filter((n) => neededNets.has(n.id)));
+      await net.networks.prune(neededNets);
+    }
   }
 
   private onTaskEvent(e: TaskEvent): void {

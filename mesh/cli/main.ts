@@ -20,16 +20,15 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
-  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' },
+  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true },
 ];
 
 /** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
-async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, register: (reg: Registry) => void, io: Io): Promise<(() => Promise<void>) | undefined> {
+async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, reg: Registry, register: (reg: Registry) => void, io: Io): Promise<(() => Promise<void>) | undefined> {
   const addr = one(p, 'metrics-addr') ?? fallback;
   if (!addr) return undefined;
   const m = /^(.*):(\d+)$/.exec(addr);
   if (!m) throw new Error(`--metrics-addr '${addr}' is not HOST:PORT`);
-  const reg = new Registry();
   register(reg);
   const server = await serveMetrics(reg, m[1] || '127.0.0.1', Number(m[2]));
   const a = server.address();
@@ -41,7 +40,7 @@ const USAGE = `usage: shoal COMMAND
   shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
   shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
   shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
-              [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-]
+              [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]...
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
@@ -55,6 +54,8 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   const log = (m: string, e?: unknown): void => io.err(`${new Date().toISOString()} ${m}${e ? `: ${messageOf(e)}` : ''}\n`);
   const ttl = one(p, 'node-ttl');
   const stops: Array<() => Promise<void>> = [];
+  // One registry per process: the agent's DNS registers on it as it starts.
+  const reg = new Registry();
   if (kind === 'up' || kind === 'manager') {
     const listen = one(p, 'listen');
     const m = await startManager({ dataDir, log, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: Number(ttl) } : {}) });
@@ -63,11 +64,11 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
     let agent: Agent | undefined;
     if (kind === 'up') {
-      const a = startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, ...nodeIdentity(p) });
+      const a = startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, metricsRegistry: reg, ...nodeIdentity(p) });
       stops.unshift(() => a.stop());
       agent = a.agent;
     }
-    const stopMetrics = await startMetrics(p, kind === 'up' ? '127.0.0.1:9323' : '', (reg) => {
+    const stopMetrics = await startMetrics(p, kind === 'up' ? '127.0.0.1:9323' : '', reg, () => {
       registerManagerMetrics(reg, m.manager);
       if (agent) registerAgentMetrics(reg, agent);
     }, io);
@@ -76,9 +77,9 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     const join = one(p, 'join');
     const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
-    const a = startAgent({ managerUrl: join, joinToken: token, dataDir, log, ...nodeIdentity(p) });
+    const a = startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, ...nodeIdentity(p) });
     stops.push(() => a.stop());
-    const stopMetrics = await startMetrics(p, '127.0.0.1:9323', (reg) => registerAgentMetrics(reg, a.agent), io);
+    const stopMetrics = await startMetrics(p, '127.0.0.1:9323', reg, () => registerAgentMetrics(reg, a.agent), io);
     if (stopMetrics) stops.unshift(stopMetrics);
     io.out(`agent started, joining ${join}\n`);
   }
@@ -90,7 +91,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   return 0;
 }
 
-type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix'>;
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   const out: AgentFlags = {};
@@ -107,6 +108,8 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   if (lp !== undefined) out.linkPrefix = lp;
   const np = one(p, 'netns-prefix');
   if (np !== undefined) out.netnsPrefix = np;
+  const up = p.flags.get('dns-upstream');
+  if (up) out.dnsUpstreams = up;
   return out;
 }
 

@@ -11,7 +11,10 @@ import { chmod } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { unavailable } from '../../src/errors.js';
+import { isIP } from 'node:net';
+import type { Registry as PromRegistry } from 'prom-client';
+import { createDnsMetrics } from '../../dns/index.js';
+import { invalid, unavailable } from '../../src/errors.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
@@ -110,7 +113,17 @@ export interface AgentProcessOptions {
   linkPrefix?: string;
   /** Prefix of the task namespaces' names. Default `shoal-<name>-`. */
   netnsPrefix?: string;
+  /** DNS upstreams (`IP` or `IP:PORT`); default the host's /etc/resolv.conf. */
+  dnsUpstreams?: string[];
+  /** Where the DNS metrics go (the node's /metrics registry). */
+  metricsRegistry?: PromRegistry;
   log: (msg: string) => void;
+}
+
+function parseUpstream(s: string): { address: string; port: number } {
+  const m = /^\[?([0-9a-fA-F:.]+?)\]?(?::(\d+))?$/.exec(s);
+  if (!m || !m[1] || isIP(m[1]) === 0) throw invalid(`--dns-upstream '${s}' is not IP or IP:PORT`);
+  return { address: m[1], port: m[2] ? Number(m[2]) : 53 };
 }
 
 export interface RunningAgent { agent: Agent; stop(): Promise<void> }
@@ -124,6 +137,10 @@ export function startAgent(o: AgentProcessOptions): RunningAgent {
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
     ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
+    dns: {
+      ...(o.dnsUpstreams?.length ? { upstreams: o.dnsUpstreams.map(parseUpstream) } : {}),
+      ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),
+    },
   });
   agent.start();
   return { agent, async stop() { await agent.stop(); await ctx?.close(); } };
