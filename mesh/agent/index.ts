@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { cleanupLeftovers } from '../../src/drivers/cleanup.js';
+import { closeSharedNetnsRoamer } from '../../src/kernel/index.js';
 import type { DriverContext, NetworkDriver } from '../../src/drivers/types.js';
 import { taskName, type Network, type NetworkDriver as DriverName, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
@@ -84,6 +85,7 @@ export class Agent {
     this.session.stop();
     await this.runner.stop();
     await this.dns?.close();
+    if (this.net) await closeSharedNetnsRoamer();
     await this.runtime.close();
   }
 

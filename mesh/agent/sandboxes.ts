@@ -10,7 +10,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkDriver } from '../../src/drivers/types.js';
-import { deleteNetns, ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/index.js';
+import { deleteNetns, listNetns, sharedNetnsRoamer } from '../../src/kernel/index.js';
 import { notFound } from '../../src/errors.js';
 import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
 
@@ -51,18 +51,16 @@ export class Sandboxes {
     const ns = this.netnsOf(task.id);
     const key = planKey(task, nets, nameservers);
     if (this.done.get(task.id) === key) return ns;
-    await ensureNetns(ns);
-    const worker = await NetnsWorker.start({ netns: ns });
-    try {
-      await worker.links.setUp('lo');
-      for (const [i, net] of nets.entries()) {
-        const addr = task.addresses[net.id];
-        if (!addr) throw notFound(`address of task ${task.id} on network ${net.name}`);
-        const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
-        await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links: worker.links }, { defaultRoute: i === 0 });
-      }
-    } finally {
-      await worker.close();
+    // One shared thread visits the sandbox per request (well under 1 ms), instead of a thread
+    // started per sandbox (80-500 ms): namespace + loopback in one request, then the drivers' calls.
+    const roamer = await sharedNetnsRoamer();
+    await roamer.ensureNetns(ns, [['setUp', 'lo']]);
+    const links = roamer.links(ns);
+    for (const [i, net] of nets.entries()) {
+      const addr = task.addresses[net.id];
+      if (!addr) throw notFound(`address of task ${task.id} on network ${net.name}`);
+      const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
+      await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links }, { defaultRoute: i === 0 });
     }
     mkdirSync(join(this.etc, ns), { recursive: true });
     const conf = [...nameservers.map((s) => `nameserver ${s}`), 'options ndots:0', ''].join('\n');

@@ -15,3 +15,7 @@ export { NETNS_DIR, netnsPath } from './paths.js';
 export { ExecNft, FakeNft, type Nft, type NftFamily, type NftJson, type ExecNftOptions } from './nft.js';
 export { FakeSysctl, NsenterSysctl, ProcSysctl, type Sysctl } from './sysctl.js';
 export { execTool, type ExecOptions, type ExecResult } from './exec.js';
+export {
+  closeSharedNetnsRoamer, NetnsRoamer, netnsLinks, sharedNetnsRoamer,
+  type NetnsRoamerOptions, type RoamCall, type RoamLinkMethod,
+} from './netns-roamer.js';

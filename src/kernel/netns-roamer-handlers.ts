@@ -1,0 +1,174 @@
+/**
+ * Worker side of {@link NetnsRoamer} (netns-roamer.ts): a handler module loaded into a
+ * NetnsWorker that stays in its HOME netns (the netns of the thread that started it) and
+ * visits other namespaces one request at a time.
+ *
+ * One request = enter the target (setns by path, or unshare + bind mount to create it), open
+ * an rtnetlink socket there, run the request's calls in order, close the socket, let npm
+ * `netlink` free it (a libuv close callback), setns back home, reply. So:
+ * - no socket outlives its request: an idle roamer holds none, and the thread may end safely
+ *   (npm `netlink` crashes the process when a worker dies with one open);
+ * - every socket is used only in the netns it was created in;
+ * - requests are strictly serialized (the thread's netns is state shared by all of them),
+ *   although NetnsWorker starts handlers as messages arrive.
+ * After every request the thread checks it is home again; if it cannot get back, it refuses
+ * all further requests (EIO) rather than act on the wrong namespace.
+ */
+import { closeSync, mkdirSync, openSync, readlinkSync, statSync } from 'node:fs';
+import { KernelError } from '../errors.js';
+import { toKernelError } from './errno.js';
+import { bindMount, enterNetns, makeSharedMountPoint, unshareNetns } from './libc.js';
+import { LINK_OPS_METHODS } from './link-ops-methods.js';
+import type { RoamRequest, RoamResult } from './netns-roamer.js';
+import { checkNetnsName, NETNS_DIR, netnsPath } from './paths.js';
+import { NetlinkLinkOps } from './rtnl-link-ops.js';
+import { ProcSysctl } from './sysctl.js';
+
+const SELF = '/proc/thread-self/ns/net';
+const LINK_METHODS: ReadonlySet<string> = new Set(LINK_OPS_METHODS.filter((m) => m !== 'close'));
+
+// Loaded after the NetnsWorker's start-up, which entered nothing: this is the home netns.
+const home = openSync(SELF, 'r');
+const homeInode = readlinkSync(SELF);
+let stranded: KernelError | undefined;
+let sharedDirReady = false;
+let chain: Promise<unknown> = Promise.resolve();
+const sysctl = new ProcSysctl();
+
+/** True when `path` is a mounted netns (nsfs), not an empty placeholder file. */
+function isNetnsMount(path: string): boolean {
+  try {
+    return statSync(path).dev === statSync(SELF).dev;
+  } catch {
+    return false;
+  }
+}
+
+function enterPath(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw toKernelError('netns.enter', e, path);
+  }
+  try {
+    enterNetns(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Like `ip netns add` (shared /run/netns, placeholder, unshare, bind mount), leaving this
+ * thread inside the new netns; an existing one is entered instead (false).
+ */
+function createOrEnter(name: string): boolean {
+  const op = 'netns.create';
+  checkNetnsName(op, name);
+  const path = `${NETNS_DIR}/${name}`;
+  if (isNetnsMount(path)) {
+    enterPath(path);
+    return false;
+  }
+  try {
+    if (!sharedDirReady) {
+      mkdirSync(NETNS_DIR, { recursive: true, mode: 0o755 });
+      makeSharedMountPoint(op, NETNS_DIR);
+      sharedDirReady = true;
+    }
+    // A leftover placeholder (a crash between open and mount) is reused.
+    closeSync(openSync(path, 'a'));
+  } catch (e) {
+    throw toKernelError(op, e, name);
+  }
+  unshareNetns();
+  try {
+    bindMount(op, SELF, path);
+  } catch (e) {
+    goHome();
+    throw e;
+  }
+  return true;
+}
+
+function goHome(): void {
+  try {
+    enterNetns(home);
+    const now = readlinkSync(SELF);
+    if (now !== homeInode) throw new KernelError('netns.roam', 'EIO', `back in ${now}, not home ${homeInode}`);
+  } catch (e) {
+    stranded = new KernelError('netns.roam', 'EIO', `the roaming thread cannot return to its home netns: ${e instanceof Error ? e.message : String(e)}`);
+    throw stranded;
+  }
+}
+
+/** Say in which netns a failure happened (the kernel's errno and op are kept). */
+function located(e: unknown, netns: string): KernelError {
+  const k = toKernelError('netns.roam', e);
+  const prefix = `${k.op}: `;
+  const message = k.message.startsWith(prefix) ? k.message.slice(prefix.length) : k.message;
+  return new KernelError(k.op, k.errno, `${message} (in netns ${netns})`, { stderr: k.stderr, cause: k });
+}
+
+async function runCalls(req: RoamRequest): Promise<unknown[]> {
+  const results: unknown[] = [];
+  let ops: NetlinkLinkOps | undefined;
+  try {
+    for (const [method, ...args] of req.calls) {
+      if (method === 'sysctl.get') results.push(await sysctl.get(String(args[0])));
+      else if (method === 'sysctl.set') results.push(await sysctl.set(String(args[0]), String(args[1])));
+      else if (LINK_METHODS.has(method)) {
+        ops ??= new NetlinkLinkOps(); // opened here, inside the target netns
+        const fn = ops[method] as (...a: unknown[]) => Promise<unknown>;
+        results.push(await fn.apply(ops, args));
+      } else throw new KernelError('netns.roam', 'ENOSYS', `no such call ${String(method)}`);
+    }
+  } finally {
+    if (ops) {
+      await ops.close();
+      // The socket is freed in a libuv close callback: let it run before leaving or replying.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  return results;
+}
+
+async function roamOnce(req: RoamRequest): Promise<RoamResult> {
+  if (stranded) throw stranded;
+  if (typeof req?.netns !== 'string' || !Array.isArray(req.calls)) {
+    throw new KernelError('netns.roam', 'EINVAL', 'a request is { netns: string, create?: boolean, calls: [...] }');
+  }
+  let created: boolean | undefined;
+  if (req.create) created = createOrEnter(req.netns);
+  else enterPath(netnsPath(req.netns));
+  let results: unknown[];
+  try {
+    results = await runCalls(req);
+  } catch (e) {
+    throw located(e, req.netns);
+  } finally {
+    goHome();
+  }
+  return created === undefined ? { results } : { created, results };
+}
+
+/** Queue `fn` behind every request already accepted. */
+function serialized<T>(fn: () => Promise<T>): Promise<T> {
+  const run = chain.then(fn);
+  chain = run.then(() => undefined, () => undefined);
+  return run;
+}
+
+/** Handlers, called by the main side as `<prefix>.<name>` through NetnsWorker.call. */
+export const handlers = {
+  /** Run one {@link RoamRequest}. */
+  run: (req: unknown): Promise<RoamResult> => serialized(() => roamOnce(req as RoamRequest)),
+  /** `net:[inode]` of home and of where the thread is now, between requests. */
+  where: (): Promise<{ home: string; current: string }> => serialized(async () => ({ home: homeInode, current: readlinkSync(SELF) })),
+};
+
+/** Run by NetnsWorker.close(): finish accepted requests, release the home fd. */
+export async function shutdown(): Promise<void> {
+  await chain;
+  closeSync(home);
+}
