@@ -20,7 +20,7 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
-  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true },
+  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' },
 ];
 
 /** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
@@ -40,7 +40,7 @@ const USAGE = `usage: shoal COMMAND
   shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
   shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
   shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
-              [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]...
+              [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]... [--vxlan-port 4789]
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
@@ -91,7 +91,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   return 0;
 }
 
-type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams'>;
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   const out: AgentFlags = {};
@@ -110,6 +110,11 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   if (np !== undefined) out.netnsPrefix = np;
   const up = p.flags.get('dns-upstream');
   if (up) out.dnsUpstreams = up;
+  const vx = one(p, 'vxlan-port');
+  if (vx !== undefined) {
+    if (!/^\d+$/.test(vx) || Number(vx) < 1 || Number(vx) > 65535) throw new Error(`--vxlan-port must be a port number (1-65535), got '${vx}'`);
+    out.vxlanPort = Number(vx);
+  }
   return out;
 }
 

@@ -113,6 +113,8 @@ export interface AgentProcessOptions {
   linkPrefix?: string;
   /** Prefix of the task namespaces' names. Default `shoal-<name>-`. */
   netnsPrefix?: string;
+  /** VXLAN UDP port of overlay networks (the same on every node). Default 4789. */
+  vxlanPort?: number;
   /** DNS upstreams (`IP` or `IP:PORT`); default the host's /etc/resolv.conf. */
   dnsUpstreams?: string[];
   /** Where the DNS metrics go (the node's /metrics registry). */
@@ -133,7 +135,9 @@ export function startAgent(o: AgentProcessOptions): RunningAgent {
   const name = o.name ?? hostname().split('.')[0] ?? 'node';
   const address = o.address ?? '127.0.0.1';
   const isolation = o.isolation ?? (process.getuid?.() === 0 ? 'netns' : 'none');
-  const ctx = isolation === 'netns' ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address } }) : undefined;
+  const ctx = isolation === 'netns'
+    ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
+    : undefined;
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
     ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
