@@ -6,6 +6,8 @@
  * Rule for integration tests: build topologies only inside namespaces the test created, with
  * no link or route to the host's real network; only loopback and in-namespace addresses.
  */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
 import { connect, createServer, type Server } from 'node:net';
 import type { Socket as UdpSocket } from 'node:dgram';
@@ -41,6 +43,10 @@ export async function leftovers(prefix: string): Promise<{ netns: string[]; link
 export async function cleanupPrefix(prefix: string): Promise<void> {
   if (prefix.length < 4) throw new Error(`refusing to clean up the short prefix '${prefix}'`);
   for (const ns of await listNetns(prefix)) await deleteNetns(ns);
+  // Per-namespace files that agents write for `ip netns exec` (resolv.conf) go with them.
+  if (existsSync('/etc/netns')) {
+    for (const f of readdirSync('/etc/netns')) if (f.startsWith(prefix)) rmSync(join('/etc/netns', f), { recursive: true, force: true });
+  }
   const ops = new NetlinkLinkOps();
   try {
     await ops.deleteLinks((await ops.listLinks(prefix)).map((l) => l.name));
