@@ -9,6 +9,7 @@ import { closeSharedNetnsRoamer } from '../../src/kernel/index.js';
 import type { DriverContext, NetworkDriver } from '../../src/drivers/types.js';
 import { taskName, type Network, type NetworkDriver as DriverName, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
+import { TERMINAL } from '../manager/plan.js';
 import { NodeDns, type NodeDnsOptions } from './dns.js';
 import { LocalIndex } from './local-index.js';
 import { NodeNetworks } from './networks.js';
@@ -144,7 +145,7 @@ export class Agent {
     });
     const reporting = new Set<string>();
     for (const t of mine) {
-      if (t.desiredState === 'shutdown' && !['shutdown', 'complete', 'failed', 'orphaned'].includes(t.status.state)) {
+      if (t.desiredState === 'shutdown' && !TERMINAL.has(t.status.state)) {
         reporting.add(t.id);
         stops.push(stop(t, t.id).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
       }

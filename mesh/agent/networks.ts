@@ -8,8 +8,7 @@
 import { macFromIPv4 } from '../../src/drivers/mac.js';
 import { isPeerProgrammer, type NetworkDriver, type Peer } from '../../src/drivers/types.js';
 import type { Network, NetworkDriver as DriverName, Node, Task } from '../../src/model/types.js';
-
-const TERMINAL = new Set(['complete', 'failed', 'shutdown', 'orphaned']);
+import { TERMINAL } from '../manager/plan.js';
 
 /** Remote endpoints of `net` as peers: tasks of other nodes that are meant to run and have an address there. */
 export function peersOf(net: Network, tasks: Task[], nodes: ReadonlyMap<string, Node>, selfId: string): Peer[] {
