@@ -14,13 +14,14 @@
  * After every request the thread checks it is home again; if it cannot get back, it refuses
  * all further requests (EIO) rather than act on the wrong namespace.
  */
-import { closeSync, mkdirSync, openSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { toKernelError } from './errno.js';
-import { bindMount, enterNetns, makeSharedMountPoint, unshareNetns } from './libc.js';
+import { enterNetns } from './libc.js';
 import { LINK_OPS_METHODS } from './link-ops-methods.js';
 import type { RoamRequest, RoamResult } from './netns-roamer.js';
-import { checkNetnsName, NETNS_DIR, netnsPath } from './paths.js';
+import { createOrEnterNetns, enterNetnsPath } from './netns-enter.js';
+import { netnsPath } from './paths.js';
 import { NetlinkLinkOps } from './rtnl-link-ops.js';
 import { ProcSysctl } from './sysctl.js';
 
@@ -31,65 +32,8 @@ const LINK_METHODS: ReadonlySet<string> = new Set(LINK_OPS_METHODS.filter((m) =>
 const home = openSync(SELF, 'r');
 const homeInode = readlinkSync(SELF);
 let stranded: KernelError | undefined;
-let sharedDirReady = false;
 let chain: Promise<unknown> = Promise.resolve();
 const sysctl = new ProcSysctl();
-
-/** True when `path` is a mounted netns (nsfs), not an empty placeholder file. */
-function isNetnsMount(path: string): boolean {
-  try {
-    return statSync(path).dev === statSync(SELF).dev;
-  } catch {
-    return false;
-  }
-}
-
-function enterPath(path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw toKernelError('netns.enter', e, path);
-  }
-  try {
-    enterNetns(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Like `ip netns add` (shared /run/netns, placeholder, unshare, bind mount), leaving this
- * thread inside the new netns; an existing one is entered instead (false).
- */
-function createOrEnter(name: string): boolean {
-  const op = 'netns.create';
-  checkNetnsName(op, name);
-  const path = `${NETNS_DIR}/${name}`;
-  if (isNetnsMount(path)) {
-    enterPath(path);
-    return false;
-  }
-  try {
-    if (!sharedDirReady) {
-      mkdirSync(NETNS_DIR, { recursive: true, mode: 0o755 });
-      makeSharedMountPoint(op, NETNS_DIR);
-      sharedDirReady = true;
-    }
-    // A leftover placeholder (a crash between open and mount) is reused.
-    closeSync(openSync(path, 'a'));
-  } catch (e) {
-    throw toKernelError(op, e, name);
-  }
-  unshareNetns();
-  try {
-    bindMount(op, SELF, path);
-  } catch (e) {
-    goHome();
-    throw e;
-  }
-  return true;
-}
 
 function goHome(): void {
   try {
@@ -139,8 +83,8 @@ async function roamOnce(req: RoamRequest): Promise<RoamResult> {
     throw new KernelError('netns.roam', 'EINVAL', 'a request is { netns: string, create?: boolean, calls: [...] }');
   }
   let created: boolean | undefined;
-  if (req.create) created = createOrEnter(req.netns);
-  else enterPath(netnsPath(req.netns));
+  if (req.create) created = createOrEnterNetns(req.netns, goHome);
+  else enterNetnsPath(netnsPath(req.netns));
   let results: unknown[];
   try {
     results = await runCalls(req);

@@ -6,13 +6,12 @@
  * the thread that created it, for life. Everything is answered in arrival order on this one
  * thread; a handler that awaits lets the next request start (as on any event loop).
  */
-import { closeSync, mkdirSync, openSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { KernelError } from '../errors.js';
-import { toKernelError } from './errno.js';
-import { bindMount, enterNetns, makeSharedMountPoint, unshareNetns } from './libc.js';
+import { enterNetns } from './libc.js';
 import { LINK_OPS_METHODS } from './link-ops-methods.js';
-import { checkNetnsName, NETNS_DIR } from './paths.js';
+import { createOrEnterNetns, enterNetnsPath } from './netns-enter.js';
 import { type Request, type Response, toWire, type WorkerInit } from './rpc.js';
 import { NetlinkLinkOps } from './rtnl-link-ops.js';
 import { ProcSysctl } from './sysctl.js';
@@ -23,68 +22,15 @@ const port = parentPort;
 if (!port) throw new Error('netns-worker.ts must run as a worker thread');
 const init = (workerData ?? {}) as WorkerInit;
 const handlers = new Map<string, Handler>();
-let sharedDirReady = false;
 
 const selfNs = (): string => readlinkSync('/proc/thread-self/ns/net');
-
-/** True when `path` is an nsfs file (a mounted netns), not the empty placeholder under it. */
-function isNetnsMount(path: string): boolean {
-  try {
-    return statSync(path).dev === statSync('/proc/thread-self/ns/net').dev;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Create netns `name` the way `ip netns add` does (shared /run/netns, placeholder file,
- * unshare, bind mount) and leave THIS thread inside it. Returns false when it already existed
- * (then the thread has entered it instead): create-or-enter, so callers get ensure semantics.
- */
-function createHere(name: string): boolean {
-  const op = 'netns.create';
-  checkNetnsName(op, name);
-  const path = `${NETNS_DIR}/${name}`;
-  if (isNetnsMount(path)) {
-    enterPath(path);
-    return false;
-  }
-  try {
-    if (!sharedDirReady) {
-      mkdirSync(NETNS_DIR, { recursive: true, mode: 0o755 });
-      makeSharedMountPoint(op, NETNS_DIR);
-      sharedDirReady = true;
-    }
-    // A leftover placeholder (a crash between open and mount) is reused, not an error.
-    closeSync(openSync(path, 'a'));
-  } catch (e) {
-    throw toKernelError(op, e, name);
-  }
-  unshareNetns();
-  bindMount(op, '/proc/thread-self/ns/net', path);
-  return true;
-}
-
-function enterPath(path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw toKernelError('netns.enter', e, path);
-  }
-  try {
-    enterNetns(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** `netns.create` for the shared admin worker: create, then come back to where it was. */
 function createAndReturn(name: unknown): boolean {
   if (typeof name !== 'string') throw new KernelError('netns.create', 'EINVAL', 'name must be a string');
   const home = openSync('/proc/thread-self/ns/net', 'r');
   try {
-    return createHere(name);
+    return createOrEnterNetns(name);
   } finally {
     try {
       enterNetns(home);
@@ -161,8 +107,8 @@ async function serve(req: Request): Promise<Response> {
 async function main(): Promise<void> {
   try {
     let created: boolean | undefined;
-    if (init.create !== undefined) created = createHere(init.create);
-    else if (init.enter !== undefined) enterPath(init.enter);
+    if (init.create !== undefined) created = createOrEnterNetns(init.create);
+    else if (init.enter !== undefined) enterNetnsPath(init.enter);
     registerBuiltins();
     await loadModules(init.modules ?? {});
     port?.postMessage({ id: 0, ok: true, value: { inode: selfNs(), created } } satisfies Response);
