@@ -10,7 +10,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkDriver } from '../../src/drivers/types.js';
-import { deleteNetns, listNetns, sharedNetnsRoamer } from '../../src/kernel/index.js';
+import { deleteNetns, listNetns, sharedNetnsRoamer, type LinkOps } from '../../src/kernel/index.js';
 import { notFound } from '../../src/errors.js';
 import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
 
@@ -20,6 +20,23 @@ export interface SandboxOptions {
   nsPrefix: string;
   /** Where `ip netns exec` looks for per-namespace files; default /etc/netns. */
   etcNetnsDir?: string;
+  /**
+   * How a sandbox is reached while it is set up: create the netns, bring `lo` up, return link
+   * operations acting inside it and what to do when done. Default: the shared NetnsRoamer
+   * (benchmarks plug in other ways to compare).
+   */
+  open?: (netns: string) => Promise<SandboxAccess>;
+}
+
+/** Link operations inside a sandbox during its set-up. */
+export interface SandboxAccess { links: LinkOps; done(): Promise<void> }
+
+/** One shared thread visits the sandbox per request (well under 1 ms), instead of a thread
+ * started per sandbox (80-500 ms): namespace + loopback in one request. */
+async function openWithRoamer(ns: string): Promise<SandboxAccess> {
+  const roamer = await sharedNetnsRoamer();
+  await roamer.ensureNetns(ns, [['setUp', 'lo']]);
+  return { links: roamer.links(ns), done: async () => undefined };
 }
 
 /** What a sandbox is made of; equal plans need no kernel work. */
@@ -51,16 +68,16 @@ export class Sandboxes {
     const ns = this.netnsOf(task.id);
     const key = planKey(task, nets, nameservers);
     if (this.done.get(task.id) === key) return ns;
-    // One shared thread visits the sandbox per request (well under 1 ms), instead of a thread
-    // started per sandbox (80-500 ms): namespace + loopback in one request, then the drivers' calls.
-    const roamer = await sharedNetnsRoamer();
-    await roamer.ensureNetns(ns, [['setUp', 'lo']]);
-    const links = roamer.links(ns);
-    for (const [i, net] of nets.entries()) {
-      const addr = task.addresses[net.id];
-      if (!addr) throw notFound(`address of task ${task.id} on network ${net.name}`);
-      const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
-      await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links }, { defaultRoute: i === 0 });
+    const access = await (this.opts.open ?? openWithRoamer)(ns);
+    try {
+      for (const [i, net] of nets.entries()) {
+        const addr = task.addresses[net.id];
+        if (!addr) throw notFound(`address of task ${task.id} on network ${net.name}`);
+        const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
+        await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links: access.links }, { defaultRoute: i === 0 });
+      }
+    } finally {
+      await access.done();
     }
     mkdirSync(join(this.etc, ns), { recursive: true });
     const conf = [...nameservers.map((s) => `nameserver ${s}`), 'options ndots:0', ''].join('\n');

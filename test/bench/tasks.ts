@@ -19,7 +19,7 @@
  *   `ip netns exec NS sleep 600` like the agent does; remove: SIGTERM through ProcessRuntime,
  *   `Sandboxes.remove`;
  * - `worker-per-sandbox`: the same with the previous `Sandboxes.ensure`, which started a
- *   NetnsWorker per sandbox ({@link WorkerPerSandbox} below), kept to show what that costs.
+ *   NetnsWorker per sandbox ({@link openWithWorker} below), kept to show what that costs.
  *   Leave it out with `BENCH_VARIANTS=ip,shoal` (it takes ~25 s per round under tsx).
  * "Start" ends when every task's process runs `sleep` inside its sandbox; tasks are started
  * and removed one after the other (the agent's sync starts them that way).
@@ -39,11 +39,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDrivers, driverNames, macFromIPv4, type NetworkDriver } from '../../src/drivers/index.js';
 import { netnsDriverContext } from '../../src/drivers/index.js';
-import { notFound } from '../../src/errors.js';
 import { deleteNetns, ensureNetns, execTool, listNetns, NetnsWorker } from '../../src/kernel/index.js';
 import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
 import { ProcessRuntime } from '../../mesh/agent/process-runtime.js';
-import { Sandboxes, type SandboxOptions } from '../../mesh/agent/sandboxes.js';
+import { Sandboxes, type SandboxAccess, type SandboxOptions } from '../../mesh/agent/sandboxes.js';
 import { makeTestPrefix } from '../helpers/netns.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 100);
@@ -76,57 +75,12 @@ const ip = async (...args: string[]): Promise<string> => (await execTool('bench'
 // ---------------------------------------------------------------------------------------------
 // The previous Sandboxes.ensure (a NetnsWorker per sandbox), measured side by side with the tree's.
 
-function planKey(task: Task, nets: Network[], nameservers: string[]): string {
-  return JSON.stringify([nets.map((n) => [n.id, task.addresses[n.id]]), nameservers]);
-}
-
-/** mesh/agent/sandboxes.ts before the NetnsRoamer: `ensure` starts a NetnsWorker in every sandbox. */
-class WorkerPerSandbox {
-  private readonly done = new Map<string, string>();
-  private readonly etc: string;
-  private readonly current: Sandboxes;
-
-  constructor(private readonly opts: SandboxOptions) {
-    this.etc = opts.etcNetnsDir ?? '/etc/netns';
-    this.current = new Sandboxes(opts);
-  }
-
-  netnsOf(taskId: string): string { return `${this.opts.nsPrefix}${taskId}`; }
-
-  private driver(net: Network): NetworkDriver {
-    const d = this.opts.drivers.get(net.driver);
-    if (!d) throw notFound(`network driver '${net.driver}' on this node`);
-    return d;
-  }
-
-  async ensure(task: Task, nets: Network[], nameservers: string[]): Promise<string> {
-    const ns = this.netnsOf(task.id);
-    const key = planKey(task, nets, nameservers);
-    if (this.done.get(task.id) === key) return ns;
-    await ensureNetns(ns);
-    const worker = await NetnsWorker.start({ netns: ns });
-    try {
-      await worker.links.setUp('lo');
-      for (const [i, net] of nets.entries()) {
-        const addr = task.addresses[net.id];
-        if (!addr) throw notFound(`address of task ${task.id} on network ${net.name}`);
-        const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
-        await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links: worker.links }, { defaultRoute: i === 0 });
-      }
-    } finally {
-      await worker.close();
-    }
-    mkdirSync(join(this.etc, ns), { recursive: true });
-    const conf = [...nameservers.map((s) => `nameserver ${s}`), 'options ndots:0', ''].join('\n');
-    writeFileSync(join(this.etc, ns, 'resolv.conf'), conf);
-    this.done.set(task.id, key);
-    return ns;
-  }
-
-  async remove(task: Task, nets: Network[]): Promise<void> {
-    this.done.delete(task.id);
-    await this.current.remove(task, nets);
-  }
+/** The previous way to reach a sandbox during set-up: a NetnsWorker started in each one. */
+async function openWithWorker(ns: string): Promise<SandboxAccess> {
+  await ensureNetns(ns);
+  const worker = await NetnsWorker.start({ netns: ns });
+  await worker.links.setUp('lo');
+  return { links: worker.links, done: () => worker.close() };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,7 +156,7 @@ async function child(args: ChildArgs): Promise<void> {
   type Sbx = { ensure(t: Task, n: Network[], s: string[]): Promise<string>; remove(t: Task, n: Network[]): Promise<void> };
   const shoal = (kind: 'shoal' | 'worker-per-sandbox', letter: string) => {
     const opts: SandboxOptions = { drivers: driverMap, nsPrefix: `${prefix}-` };
-    const sbx: Sbx = kind === 'shoal' ? new Sandboxes(opts) : new WorkerPerSandbox(opts);
+    const sbx: Sbx = kind === 'shoal' ? new Sandboxes(opts) : new Sandboxes({ ...opts, open: openWithWorker });
     return async (n: number): Promise<Timing> => {
       const tasks = Array.from({ length: n }, (_, i) => taskOf(`${letter}${i}`, i));
       let t0 = process.hrtime.bigint();
