@@ -2,6 +2,7 @@
  * IP address bytes for A/AAAA rdata, canonical address keys, and reverse names
  * (`2.1.0.10.in-addr.arpa`, RFC 3596 nibble form under `ip6.arpa`).
  */
+import { bytesToIp } from '../../src/kernel/inet.js';
 import { isIPv4, isIPv6 } from 'node:net';
 
 /** The 4 bytes of a dotted IPv4 address, or undefined if it is not one. */
@@ -55,31 +56,8 @@ export function addressKey(address: string): string | undefined {
   return b ? Buffer.from(b).toString('hex') : undefined;
 }
 
-/** Textual address from 4 or 16 rdata bytes (compressed IPv6 form). */
-export function formatAddress(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).join('.');
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // Longest run of zero words (length >= 2) becomes "::" (RFC 5952).
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':');
-  if (best < 0) return hex(words);
-  return `${hex(words.slice(0, best))}::${hex(words.slice(best + bestLen))}`;
-}
+/** Textual address from 4 or 16 rdata bytes (compressed IPv6 form, RFC 5952). */
+export const formatAddress = (bytes: Uint8Array): string => bytesToIp(bytes);
 
 /**
  * The address key (see {@link addressKey}) a reverse-lookup name key denotes, or undefined when

@@ -157,17 +157,7 @@ export function encodeName(name: string): Buffer {
 
 /** The key of a name Shoal was given as text (`Web.App.` -> `web.app`). */
 export function nameKey(name: string): string {
-  return nameLabels(name)
-    .map((l) => {
-      let s = '';
-      for (let c of l) {
-        if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-        if (c === DOT || c === BACKSLASH) s += '\\';
-        s += String.fromCharCode(c);
-      }
-      return s;
-    })
-    .join('.');
+  return nameLabels(name).map(keyOfLabel).join('.');
 }
 
 /**
