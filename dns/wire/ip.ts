@@ -2,8 +2,8 @@
  * IP address bytes for A/AAAA rdata, canonical address keys, and reverse names
  * (`2.1.0.10.in-addr.arpa`, RFC 3596 nibble form under `ip6.arpa`).
  */
-import { bytesToIp } from '../../src/kernel/inet.js';
 import { isIPv4, isIPv6 } from 'node:net';
+import { bytesToIp } from '../../src/kernel/inet.js';
 
 /** The 4 bytes of a dotted IPv4 address, or undefined if it is not one. */
 export function ipv4Bytes(address: string): Uint8Array | undefined {

@@ -13,7 +13,7 @@ import { connect, createServer, type Server } from 'node:net';
 import type { Socket as UdpSocket } from 'node:dgram';
 import { KernelError } from '../../src/errors.js';
 import type { LinkOps } from '../../src/kernel/netlink.js';
-import { deleteNetns, listNetns } from '../../src/kernel/netns.js';
+import { closeNetnsHelper, deleteNetns, listNetns } from '../../src/kernel/netns.js';
 import { NetlinkLinkOps } from '../../src/kernel/rtnl-link-ops.js';
 
 /**
@@ -53,6 +53,17 @@ export async function cleanupPrefix(prefix: string): Promise<void> {
   } finally {
     await ops.close();
   }
+}
+
+/**
+ * End of a kernel test file: remove what carries `prefix`, stop the netns helper thread, and
+ * fail if anything with the prefix is still there.
+ */
+export async function finalCleanup(prefix: string): Promise<void> {
+  await cleanupPrefix(prefix);
+  await closeNetnsHelper();
+  const left = await leftovers(prefix);
+  if (left.netns.length || left.links.length) throw new Error(`left behind with prefix ${prefix}: ${JSON.stringify(left)}`);
 }
 
 /** Poll `check` until it returns a value other than undefined/false, or fail at the deadline. */

@@ -8,12 +8,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isNotFound } from '../../src/errors.js';
 import { execTool } from '../../src/kernel/exec.js';
-import { closeNetnsHelper, ensureNetns, NetnsWorker } from '../../src/kernel/netns.js';
+import { ensureNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import type { Network } from '../../src/model/types.js';
 import {
   BridgeDriver, MacvlanDriver, OverlayDriver, cleanupLeftovers, macFromIPv4, netnsDriverContext, type DriverContext, type EndpointSpec, type Peer,
 } from '../../src/drivers/index.js';
-import { cleanupPrefix, kernelError, leftovers, makeTestPrefix } from '../helpers/netns.js';
+import { cleanupPrefix, finalCleanup, kernelError, makeTestPrefix } from '../helpers/netns.js';
 
 const prefix = makeTestPrefix();
 const HANDLERS = new URL('../helpers/netns.ts', import.meta.url).href;
@@ -91,11 +91,7 @@ afterEach(async () => {
   await cleanupPrefix(prefix);
 });
 
-afterAll(async () => {
-  await cleanupPrefix(prefix);
-  await closeNetnsHelper();
-  expect(await leftovers(prefix)).toEqual({ netns: [], links: [] });
-});
+afterAll(() => finalCleanup(prefix));
 
 describe('bridge driver', () => {
   it('connects sandboxes of one network (IPv4 and IPv6) and isolates another network', async () => {

@@ -10,9 +10,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isNotFound, KernelError } from '../../src/errors.js';
 import { execTool } from '../../src/kernel/exec.js';
 import { NetlinkLinkOps } from '../../src/kernel/netlink.js';
-import { closeNetnsHelper, deleteNetns, ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/netns.js';
+import { deleteNetns, ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import { NsenterSysctl, ProcSysctl } from '../../src/kernel/sysctl.js';
-import { cleanupPrefix, expectedObservation, idempotencyScenario, kernelError, leftovers, makeTestPrefix, waitFor } from '../helpers/netns.js';
+import { cleanupPrefix, finalCleanup, expectedObservation, idempotencyScenario, kernelError, makeTestPrefix, waitFor } from '../helpers/netns.js';
 
 const prefix = makeTestPrefix();
 const HANDLERS = new URL('../helpers/netns.ts', import.meta.url).href;
@@ -49,11 +49,7 @@ afterEach(async () => {
   await cleanupPrefix(prefix);
 });
 
-afterAll(async () => {
-  await cleanupPrefix(prefix);
-  await closeNetnsHelper();
-  expect(await leftovers(prefix)).toEqual({ netns: [], links: [] });
-});
+afterAll(() => finalCleanup(prefix));
 
 describe('network namespaces', () => {
   it('ensureNetns/deleteNetns/listNetns are idempotent and interoperate with ip netns', async () => {

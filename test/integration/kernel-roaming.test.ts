@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isNotFound, KernelError } from '../../src/errors.js';
 import { execTool } from '../../src/kernel/exec.js';
-import { closeNetnsHelper, listNetns, NetnsWorker } from '../../src/kernel/netns.js';
+import { listNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import { closeSharedNetnsRoamer, NetnsRoamer, netnsLinks, sharedNetnsRoamer } from '../../src/kernel/netns-roamer.js';
 import { ProcSysctl } from '../../src/kernel/sysctl.js';
-import { cleanupPrefix, kernelError, leftovers, makeTestPrefix } from '../helpers/netns.js';
+import { cleanupPrefix, finalCleanup, kernelError, makeTestPrefix } from '../helpers/netns.js';
 
 const prefix = makeTestPrefix();
 const roamers: NetnsRoamer[] = [];
@@ -44,11 +44,7 @@ afterEach(async () => {
   await cleanupPrefix(prefix);
 });
 
-afterAll(async () => {
-  await cleanupPrefix(prefix);
-  await closeNetnsHelper();
-  expect(await leftovers(prefix)).toEqual({ netns: [], links: [] });
-});
+afterAll(() => finalCleanup(prefix));
 
 describe('NetnsRoamer', () => {
   it('configures two namespaces alternately through one thread; each address lands in its own netns', async () => {
