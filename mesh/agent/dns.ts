@@ -15,8 +15,15 @@ import {
   scopeOf, serviceRecordOf, standardChain, taskRecordOf, type DnsMetrics, type Scope, type UpstreamAddress,
 } from '../../dns/index.js';
 import { parseObjectKey } from '../../src/model/keys.js';
+import { DNS_TTL_OPTION } from '../api/validate.js';
 import type { Network, Service, Task } from '../../src/model/types.js';
 import type { IndexChange } from './local-index.js';
+
+/** The network's `dns.ttl` option (validated by the API: 0-3600), if set. */
+export function dnsTtlOf(n: Network): number | undefined {
+  const v = n.options[DNS_TTL_OPTION];
+  return v === undefined ? undefined : Number(v);
+}
 
 export interface NodeDnsOptions {
   /** Upstream resolvers for names Shoal does not know; default: the host's /etc/resolv.conf. */
@@ -59,7 +66,7 @@ export class NodeDns {
         if (c.next) {
           const n = JSON.parse(c.next) as Network;
           this.networkNames.set(n.id, n.name);
-          this.registry.upsertNetwork(networkRecordOf(n));
+          this.registry.upsertNetwork(networkRecordOf(n, dnsTtlOf(n)));
         } else {
           this.networkNames.delete(o.id);
           this.registry.removeNetwork(o.id);

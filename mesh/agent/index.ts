@@ -131,7 +131,9 @@ export class Agent {
       let command = svc.spec.command;
       if (net) {
         const nets = netsOf(t);
-        const ns = await net.sandboxes.ensure(t, nets, nets[0] ? [nets[0].ipam.v4.gateway] : []);
+        // The resolver is reached on the first network that has a listener (not macvlan).
+        const dnsNet = nets.find((n) => n.driver !== 'macvlan');
+        const ns = await net.sandboxes.ensure(t, nets, { ...(dnsNet ? { gateway: dnsNet.ipam.v4.gateway } : {}), ...(svc.spec.dnsOptions ? { options: svc.spec.dnsOptions } : {}) });
         command = ['ip', 'netns', 'exec', ns, ...command];
       }
       this.runtime.ensureRunning({

@@ -10,9 +10,10 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkDriver } from '../../src/drivers/types.js';
-import { deleteNetns, listNetns, sharedNetnsRoamer, type LinkOps } from '../../src/kernel/index.js';
+import { deleteNetns, ExecNft, listNetns, sharedNetnsRoamer, type LinkOps, type Nft, type Sysctl } from '../../src/kernel/index.js';
 import { notFound } from '../../src/errors.js';
 import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
+import { ensureSandboxDns, LOOPBACK_RESOLVER, resolvConf } from './sandbox-dns.js';
 
 export interface SandboxOptions {
   drivers: ReadonlyMap<DriverName, NetworkDriver>;
@@ -26,22 +27,36 @@ export interface SandboxOptions {
    * (benchmarks plug in other ways to compare).
    */
   open?: (netns: string) => Promise<SandboxAccess>;
+  /**
+   * Docker's `127.0.0.11` resolver inside each sandbox (default true): resolv.conf names it and
+   * the sandbox's nftables send it to the node's listener on the DNS gateway. False: resolv.conf
+   * names the gateway itself (benchmarks comparing with plain `ip` set-up).
+   */
+  loopbackResolver?: boolean;
 }
 
-/** Link operations inside a sandbox during its set-up. */
-export interface SandboxAccess { links: LinkOps; done(): Promise<void> }
+/** Link operations (and sysctls, nftables) inside a sandbox during its set-up. */
+export interface SandboxAccess { links: LinkOps; sysctl?: Sysctl; nft?: Nft; done(): Promise<void> }
+
+/** The resolver of a sandbox: the gateway whose listener serves it, and resolv.conf options. */
+export interface SandboxDnsConfig {
+  /** Gateway of the task's first bridge/overlay network; absent = no embedded resolver. */
+  gateway?: string;
+  /** resolv.conf `options` set by the service (`ndots:0` is added unless it sets ndots). */
+  options?: string[];
+}
 
 /** One shared thread visits the sandbox per request (well under 1 ms), instead of a thread
  * started per sandbox (80-500 ms): namespace + loopback in one request. */
 async function openWithRoamer(ns: string): Promise<SandboxAccess> {
   const roamer = await sharedNetnsRoamer();
   await roamer.ensureNetns(ns, [['setUp', 'lo']]);
-  return { links: roamer.links(ns), done: async () => undefined };
+  return { links: roamer.links(ns), sysctl: roamer.sysctl(ns), done: async () => undefined };
 }
 
 /** What a sandbox is made of; equal plans need no kernel work. */
-function planKey(task: Task, nets: Network[], nameservers: string[]): string {
-  return JSON.stringify([nets.map((n) => [n.id, task.addresses[n.id]]), nameservers]);
+function planKey(task: Task, nets: Network[], dns: SandboxDnsConfig): string {
+  return JSON.stringify([nets.map((n) => [n.id, task.addresses[n.id]]), dns.gateway, dns.options]);
 }
 
 export class Sandboxes {
@@ -62,11 +77,12 @@ export class Sandboxes {
 
   /**
    * Makes the task's sandbox: namespace, loopback up, one endpoint per network, resolv.conf.
-   * `nets` in the service's order; `nameservers` for resolv.conf (with `options ndots:0`).
+   * `nets` in the service's order; `dns` says which gateway's resolver serves the task.
    */
-  async ensure(task: Task, nets: Network[], nameservers: string[]): Promise<string> {
+  async ensure(task: Task, nets: Network[], dns: SandboxDnsConfig): Promise<string> {
     const ns = this.netnsOf(task.id);
-    const key = planKey(task, nets, nameservers);
+    const key = planKey(task, nets, dns);
+    const loopback = (this.opts.loopbackResolver ?? true) && dns.gateway !== undefined;
     if (this.done.get(task.id) === key) return ns;
     const access = await (this.opts.open ?? openWithRoamer)(ns);
     try {
@@ -76,12 +92,16 @@ export class Sandboxes {
         const ep = { id: task.id, networkId: net.id, v4: addr.v4, ...(addr.v6 ? { v6: addr.v6 } : {}) };
         await this.driver(net).join(net, ep, { netns: ns, ifname: `eth${i}`, links: access.links }, { defaultRoute: i === 0 });
       }
+      if (loopback && dns.gateway) {
+        if (!access.sysctl) throw new Error('sandbox access without sysctls cannot set up the 127.0.0.11 resolver');
+        await ensureSandboxDns(access.nft ?? new ExecNft({ netns: ns }), access.sysctl, dns.gateway);
+      }
     } finally {
       await access.done();
     }
     mkdirSync(join(this.etc, ns), { recursive: true });
-    const conf = [...nameservers.map((s) => `nameserver ${s}`), 'options ndots:0', ''].join('\n');
-    writeFileSync(join(this.etc, ns, 'resolv.conf'), conf);
+    const servers = loopback ? [LOOPBACK_RESOLVER] : dns.gateway ? [dns.gateway] : [];
+    writeFileSync(join(this.etc, ns, 'resolv.conf'), resolvConf(servers, dns.options ?? []));
     this.done.set(task.id, key);
     return ns;
   }

@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import { invalid } from '../../src/errors.js';
 import type {
-  EndpointMode, HealthCheck, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode,
+  EndpointMode, HealthCheck, LbScheduler, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode, TrafficPolicy,
 } from '../../src/model/types.js';
 
 type Json = unknown;
@@ -92,6 +92,9 @@ export interface NetworkCreate {
   labels: Record<string, string>;
 }
 
+/** Network option: TTL of the embedded DNS's answers for the network's names (default: the resolver's, a few seconds). */
+export const DNS_TTL_OPTION = 'dns.ttl';
+
 const NETWORK_FIELDS = ['name', 'driver', 'subnet', 'gateway', 'ipv6', 'subnetV6', 'gatewayV6', 'options', 'labels'] as const;
 
 export function parseNetworkCreate(body: Json): NetworkCreate {
@@ -112,6 +115,9 @@ export function parseNetworkCreate(body: Json): NetworkCreate {
   if (options['mtu'] !== undefined) {
     const mtu = Number(options['mtu']);
     if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 9000) throw invalid(`network option mtu must be an integer from 1280 to 9000, got '${options['mtu']}'`);
+  }
+  if (options[DNS_TTL_OPTION] !== undefined && !/^\d{1,4}$/.test(options[DNS_TTL_OPTION]) || Number(options[DNS_TTL_OPTION] ?? 0) > 3600) {
+    throw invalid(`network option ${DNS_TTL_OPTION} (seconds the embedded DNS lets clients cache its answers) must be an integer from 0 to 3600, got '${options[DNS_TTL_OPTION]}'`);
   }
   const out: NetworkCreate = { name, driver, ipv6, options, labels: stringMap(o, 'labels', 'network') };
   if (subnet !== undefined) out.subnet = subnet;
@@ -183,9 +189,42 @@ export interface ServiceCreate {
   env: Record<string, string>;
   healthCheck?: HealthCheck;
   labels: Record<string, string>;
+  dnsOptions?: string[];
+  scheduler?: LbScheduler;
+  affinityTimeoutSeconds?: number;
+  drainTimeoutMs?: number;
+  trafficPolicy?: TrafficPolicy;
 }
 
-const SERVICE_FIELDS = ['name', 'replicas', 'endpointMode', 'ports', 'networks', 'command', 'env', 'healthCheck', 'labels'] as const;
+const SERVICE_FIELDS = ['name', 'replicas', 'endpointMode', 'ports', 'networks', 'command', 'env', 'healthCheck', 'labels',
+  'dnsOptions', 'scheduler', 'affinityTimeoutSeconds', 'drainTimeoutMs', 'trafficPolicy'] as const;
+const SCHEDULERS = ['rr', 'wrr', 'random', 'lc', 'sh', 'mh'] as const;
+const DNS_OPTION = /^(ndots:(\d|1[0-5])|timeout:([1-9]|[12]\d|30)|attempts:[1-5]|rotate|edns0|single-request|single-request-reopen|use-vc|no-aaaa|trust-ad)$/;
+
+function parseDnsOptions(v: Json): string[] {
+  if (!Array.isArray(v)) throw invalid(`service.dnsOptions must be a list of resolv.conf options, e.g. ["ndots:2"]`);
+  return v.map((o: Json, i) => {
+    if (typeof o !== 'string' || !DNS_OPTION.test(o)) {
+      throw invalid(`service.dnsOptions[${i}] '${String(o)}' is not a resolv.conf option Shoal accepts (ndots:0-15, timeout:1-30, attempts:1-5, rotate, edns0, single-request, single-request-reopen, use-vc, no-aaaa, trust-ad)`);
+    }
+    return o;
+  });
+}
+
+/** The load-balancing and DNS fields shared by create and update (only those present). */
+function parseLbFields(o: Obj): Pick<ServiceCreate, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'> {
+  const out: Pick<ServiceCreate, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'> = {};
+  if (o['dnsOptions'] !== undefined) out.dnsOptions = parseDnsOptions(o['dnsOptions']);
+  const sch = oneOf(o, 'scheduler', 'service', SCHEDULERS);
+  if (sch !== undefined) out.scheduler = sch;
+  const aff = int(o, 'affinityTimeoutSeconds', 'service', 0, 86_400);
+  if (aff !== undefined) out.affinityTimeoutSeconds = aff;
+  const drain = int(o, 'drainTimeoutMs', 'service', 0, 3_600_000);
+  if (drain !== undefined) out.drainTimeoutMs = drain;
+  const tp = oneOf(o, 'trafficPolicy', 'service', ['cluster', 'local'] as const);
+  if (tp !== undefined) out.trafficPolicy = tp;
+  return out;
+}
 export const MAX_REPLICAS = 1000;
 
 function parseNetworks(v: Json): ServiceNetworkRef[] {
@@ -243,6 +282,7 @@ export function parseServiceCreate(body: Json): ServiceCreate {
     command: parseCommand(o['command']),
     env: stringMap(o, 'env', 'service'),
     labels: stringMap(o, 'labels', 'service'),
+    ...parseLbFields(o),
   };
   if (o['healthCheck'] !== undefined) s.healthCheck = parseHealthCheck(o['healthCheck']);
   if (s.endpointMode === 'dnsrr' && s.ports.some((p) => p.mode === 'ingress')) {
@@ -270,6 +310,7 @@ export function parseServiceUpdate(body: Json): ServiceUpdate {
   if (o['env'] !== undefined) u.env = stringMap(o, 'env', 'service');
   if (o['labels'] !== undefined) u.labels = stringMap(o, 'labels', 'service');
   if (o['healthCheck'] !== undefined) u.healthCheck = parseHealthCheck(o['healthCheck']);
+  Object.assign(u, parseLbFields(o));
   if (Object.keys(u).filter((k) => k !== 'version').length === 0) throw invalid(`service update changes nothing: give at least one field to change`);
   return u;
 }

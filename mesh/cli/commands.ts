@@ -93,9 +93,10 @@ const commands: Record<string, Command> = {
   },
 
   'service create': {
-    usage: 'shoal service create --name NAME [--replicas N] [-p PUBLISHED:TARGET[/udp]] [-p mode=host,published=P,target=T] [--network NET] [--network-alias NET=ALIAS] [--endpoint-mode vip|dnsrr] [-e K=V] [--health-type tcp|http] [--health-port P] [--health-path /] [--health-interval MS] -- CMD...',
+    usage: 'shoal service create --name NAME [--replicas N] [-p PUBLISHED:TARGET[/udp]] [-p mode=host,published=P,target=T] [--network NET] [--network-alias NET=ALIAS] [--endpoint-mode vip|dnsrr] [-e K=V] [--health-type tcp|http] [--health-port P] [--health-path /] [--health-interval MS] [--dns-option OPT] [--lb-scheduler rr|wrr|random|lc|sh|mh] [--affinity-timeout S] [--drain-timeout MS] [--traffic-policy cluster|local] -- CMD...',
     flags: [{ name: 'name' }, { name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true },
-      { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' }],
+      { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
+      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' }],
     run: async (ep, p) => {
       const usage = commands['service create']!.usage;
       const name = one(p, 'name') ?? p.positional[0];
@@ -160,7 +161,8 @@ const commands: Record<string, Command> = {
   'service update': {
     usage: 'shoal service update [--replicas N] [-p ...] [--network NET] [--endpoint-mode M] [-e K=V] [--version V] [-- CMD...] SERVICE',
     flags: [{ name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true }, { name: 'version' },
-      { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' }],
+      { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
+      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' }],
     run: async (ep, p) => {
       const [svc] = exactly(p, 1, commands['service update']!.usage);
       const body = serviceBody(p);
@@ -232,6 +234,15 @@ function serviceBody(p: Parsed): Record<string, unknown> {
     if (path !== undefined) hc['path'] = path;
     body['healthCheck'] = hc;
   }
+  if (all(p, 'dns-option').length) body['dnsOptions'] = all(p, 'dns-option');
+  const sch = one(p, 'lb-scheduler');
+  if (sch !== undefined) body['scheduler'] = sch;
+  const aff = one(p, 'affinity-timeout');
+  if (aff !== undefined) body['affinityTimeoutSeconds'] = intFlag(aff, '--affinity-timeout');
+  const drain = one(p, 'drain-timeout');
+  if (drain !== undefined) body['drainTimeoutMs'] = intFlag(drain, '--drain-timeout');
+  const tp = one(p, 'traffic-policy');
+  if (tp !== undefined) body['trafficPolicy'] = tp;
   return body;
 }
 

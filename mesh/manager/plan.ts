@@ -32,8 +32,10 @@ export type PlanStep =
 
 /** Hash of the spec fields a running task depends on (not replicas or labels). */
 export function specHash(s: Service): string {
-  const { command, env, networks, healthCheck, ports, endpointMode } = s.spec;
-  return createHash('sha256').update(JSON.stringify({ command, env, networks, healthCheck, targets: ports.map((p) => p.target), endpointMode })).digest('hex').slice(0, 16);
+  const { command, env, networks, healthCheck, ports, endpointMode, dnsOptions } = s.spec;
+  // dnsOptions only when set: services without it keep the hash they had before the field existed.
+  const fields = { command, env, networks, healthCheck, targets: ports.map((p) => p.target), endpointMode, ...(dnsOptions ? { dnsOptions } : {}) };
+  return createHash('sha256').update(JSON.stringify(fields)).digest('hex').slice(0, 16);
 }
 
 const isLive = (t: Task): boolean => t.desiredState === 'running' && !TERMINAL.has(t.status.state);

@@ -94,6 +94,7 @@ export async function createService(store: Store, req: ServiceCreate): Promise<S
       command: req.command, env: req.env, labels: req.labels,
     };
     if (req.healthCheck) spec.healthCheck = req.healthCheck;
+    copyLbFields(spec, req);
     const svc: Service = { id, version: 1, spec, vips, createdAt: now, updatedAt: now };
     const claims = [...portClaims, ...vipClaims];
     created = svc;
@@ -104,6 +105,15 @@ export async function createService(store: Store, req: ServiceCreate): Promise<S
   }, nameInUse);
   if (!created) throw conflict(`service '${req.name}' could not be created`);
   return created;
+}
+
+/** The optional DNS/load-balancing fields given in `from` (create or update) onto `spec`. */
+function copyLbFields(spec: ServiceSpec, from: Partial<Pick<ServiceSpec, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'>>): void {
+  if (from.dnsOptions !== undefined) spec.dnsOptions = from.dnsOptions;
+  if (from.scheduler !== undefined) spec.scheduler = from.scheduler;
+  if (from.affinityTimeoutSeconds !== undefined) spec.affinityTimeoutSeconds = from.affinityTimeoutSeconds;
+  if (from.drainTimeoutMs !== undefined) spec.drainTimeoutMs = from.drainTimeoutMs;
+  if (from.trafficPolicy !== undefined) spec.trafficPolicy = from.trafficPolicy;
 }
 
 /**
@@ -130,6 +140,7 @@ export async function updateService(store: Store, ref: string, u: ServiceUpdate)
     if (u.env !== undefined) spec.env = u.env;
     if (u.labels !== undefined) spec.labels = u.labels;
     if (u.healthCheck !== undefined) spec.healthCheck = u.healthCheck;
+    copyLbFields(spec, u);
     if (nets) spec.networks = nets.map((n) => ({ network: n.net.id, aliases: n.aliases }));
     if (spec.endpointMode === 'dnsrr' && (u.ports ?? spec.ports).some((p) => p.mode === 'ingress')) {
       throw invalid(`dnsrr services cannot publish ingress ports (there is no VIP to balance them)`);

@@ -63,6 +63,11 @@ export interface HealthCheck {
   startPeriodMs: number;
 }
 
+/** How a VIP or published port picks a replica (IPVS's names; the nftables and userspace dataplanes map them). */
+export type LbScheduler = 'rr' | 'wrr' | 'random' | 'lc' | 'sh' | 'mh';
+/** Which replicas a published port reaches: any (`cluster`) or only the receiving node's (`local`, client address kept). */
+export type TrafficPolicy = 'cluster' | 'local';
+
 export interface ServiceSpec {
   name: string;
   endpointMode: EndpointMode;
@@ -74,6 +79,16 @@ export interface ServiceSpec {
   env: Record<string, string>;
   healthCheck?: HealthCheck;
   labels: Record<string, string>;
+  /** resolv.conf `options` of the tasks (`ndots:0` is added unless one sets ndots). */
+  dnsOptions?: string[];
+  /** Load-balancing algorithm of the VIP and published ports; default rr. */
+  scheduler?: LbScheduler;
+  /** Session affinity by client address, kept while the client is idle less than this; absent/0 = none. */
+  affinityTimeoutSeconds?: number;
+  /** How long a stopping task keeps its established connections (no new ones) before it is stopped; default 10 s. */
+  drainTimeoutMs?: number;
+  /** Ingress traffic policy of published ports; default cluster. */
+  trafficPolicy?: TrafficPolicy;
 }
 
 export interface Service {

@@ -153,16 +153,17 @@ async function child(args: ChildArgs): Promise<void> {
   });
   const slaves = async (): Promise<number> => (await ip('-o', 'link', 'show', 'master', bridge)).split('\n').filter(Boolean).length;
 
-  type Sbx = { ensure(t: Task, n: Network[], s: string[]): Promise<string>; remove(t: Task, n: Network[]): Promise<void> };
+  type Sbx = { ensure(t: Task, n: Network[], dns: { gateway: string }): Promise<string>; remove(t: Task, n: Network[]): Promise<void> };
   const shoal = (kind: 'shoal' | 'worker-per-sandbox', letter: string) => {
-    const opts: SandboxOptions = { drivers: driverMap, nsPrefix: `${prefix}-` };
+    // resolv.conf names the gateway, as the `ip` variant writes it (no 127.0.0.11 redirect to compare).
+    const opts: SandboxOptions = { drivers: driverMap, nsPrefix: `${prefix}-`, loopbackResolver: false };
     const sbx: Sbx = kind === 'shoal' ? new Sandboxes(opts) : new Sandboxes({ ...opts, open: openWithWorker });
     return async (n: number): Promise<Timing> => {
       const tasks = Array.from({ length: n }, (_, i) => taskOf(`${letter}${i}`, i));
       let t0 = process.hrtime.bigint();
       const procs: Array<[number, string]> = [];
       for (const t of tasks) {
-        const ns = await sbx.ensure(t, [net], [gateway]);
+        const ns = await sbx.ensure(t, [net], { gateway });
         runtime.ensureRunning({ taskId: t.id, command: ['ip', 'netns', 'exec', ns, 'sleep', '600'], env: {} });
         procs.push([pids.get(t.id) ?? -1, ns]);
       }

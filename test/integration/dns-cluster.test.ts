@@ -1,12 +1,13 @@
 /**
  * The embedded DNS as tasks see it, on a 2-node harness: `dig` and `getent` run inside task
- * namespaces (their resolv.conf names the network's gateway, where the node's resolver
- * listens). Service, tasks.*, aliases, name.network, task names, PTR, SRV, AAAA-less names,
+ * namespaces (their resolv.conf names Docker's 127.0.0.11, which the sandbox's nftables send
+ * to the node's resolver on the network's gateway; the gateway answers directly too). Service, tasks.*, aliases, name.network, task names, PTR, SRV, AAAA-less names,
  * dnsrr; replicas on the other node; scoping between networks; scale changes answers;
  * external names through an upstream the test runs (dnsmasq in the client namespace),
  * including a large answer and serve-stale once the upstream is gone.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Network, Node, Service, Task } from '../../src/model/types.js';
 import { destroyAllHarnesses, startHarness, type Harness } from '../harness/cluster.js';
@@ -57,6 +58,7 @@ function startDnsmasq(): ChildProcess {
 let web: Task[];
 let probe: Task;
 let outsider: Task;
+let tuned: Task;
 let ov: Network;
 
 beforeAll(async () => {
@@ -70,11 +72,14 @@ beforeAll(async () => {
   expect(c.code, c.err).toBe(0);
   expect((await h.shoal('service', 'create', '--name', 'db', '--replicas', '2', '--endpoint-mode', 'dnsrr', '--network', 'ov', '--', 'sleep', '600')).code).toBe(0);
   expect((await h.shoal('service', 'create', '--name', 'probe', '--network', 'ov', '--', 'sleep', '600')).code).toBe(0);
+  expect((await h.shoal('network', 'create', '--subnet', '10.63.0.0/24', '-o', 'dns.ttl=42', 'slow')).code).toBe(0);
+  expect((await h.shoal('service', 'create', '--name', 'tuned', '--network', 'slow', '--dns-option', 'ndots:3', '--dns-option', 'timeout:1', '--', 'sleep', '600')).code).toBe(0);
   expect((await h.shoal('service', 'create', '--name', 'outsider', '--network', 'other', '--', 'sleep', '600')).code).toBe(0);
   web = await running('web', 2);
   await running('db', 2);
   [probe] = await running('probe', 1) as [Task];
   [outsider] = await running('outsider', 1) as [Task];
+  [tuned] = await running('tuned', 1) as [Task];
   ov = (await h.json<Network[]>('network', 'inspect', 'ov'))[0] as Network;
 }, 120_000);
 
@@ -127,6 +132,30 @@ describe('names a task resolves (dig over UDP and TCP)', () => {
     await until(async () => JSON.stringify(await dig(probe, 'tasks.web')) === JSON.stringify([one?.addresses[ov.id]?.v4]), 'tasks.web lists 1', 5_000, 20);
     expect(Date.now() - t1).toBeLessThan(1000);
     expect(three).toHaveLength(3);
+  });
+});
+
+describe('where tasks find the resolver', () => {
+  it('resolv.conf names 127.0.0.11 with ndots:0; it answers over UDP and TCP, as does the gateway', async () => {
+    expect(readFileSync(`/etc/netns/${nsOf(probe)}/resolv.conf`, 'utf8')).toBe('nameserver 127.0.0.11\noptions ndots:0\n');
+    const svc = (await h.json<Service[]>('service', 'inspect', 'web'))[0] as Service;
+    const vip = svc.vips[ov.id]?.v4 as string;
+    for (const transport of ['+notcp', '+tcp']) {
+      expect(await dig(probe, transport, '@127.0.0.11', 'web')).toEqual([vip]);
+      expect(await dig(probe, transport, `@${ov.ipam.v4.gateway}`, 'web')).toEqual([vip]);
+    }
+  });
+
+  it('a service\'s dns options replace ndots:0; a network\'s dns.ttl sets the TTL of its answers', async () => {
+    expect(readFileSync(`/etc/netns/${nsOf(tuned)}/resolv.conf`, 'utf8')).toBe('nameserver 127.0.0.11\noptions ndots:3 timeout:1\n');
+    const ttlOf = async (t: Task, name: string): Promise<number> => {
+      const r = await run('ip', ['netns', 'exec', nsOf(t), 'dig', '+noall', '+answer', '+time=2', '+tries=1', name]);
+      return Number(r.out.trim().split(/\s+/)[1]);
+    };
+    expect(await ttlOf(tuned, 'tuned')).toBe(42);
+    const defaultTtl = await ttlOf(probe, 'web');
+    expect(defaultTtl).toBeGreaterThan(0);
+    expect(defaultTtl).toBeLessThanOrEqual(10);
   });
 });
 
