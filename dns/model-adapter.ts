@@ -3,6 +3,7 @@
  * agent can feed {@link MemoryRegistry} straight from its watch index.
  */
 import type { Network, Service, Task } from '../src/model/types.js';
+import { servesTraffic } from '../src/model/serving.js';
 import type { NetworkRecord, ServiceRecord, TaskRecord } from './registry.js';
 
 /** A network's DNS view; `ttl` overrides the registry default for its answers. */
@@ -34,7 +35,7 @@ export function taskRecordOf(t: Pick<Task, 'id' | 'serviceId' | 'serviceName' | 
     serviceId: t.serviceId,
     serviceName: t.serviceName,
     slot: t.slot,
-    healthy: t.desiredState === 'running' && t.status.state === 'running' && t.status.healthy !== false,
+    healthy: servesTraffic(t),
     networks: Object.entries(t.addresses).map(([network, a]) => ({ network, v4: a.v4, ...(a.v6 ? { v6: a.v6 } : {}) })),
   };
 }

@@ -11,12 +11,18 @@ import { taskName, type Network, type NetworkDriver as DriverName, type Task } f
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import { TERMINAL } from '../manager/plan.js';
 import { NodeDns, type NodeDnsOptions } from './dns.js';
+import { drainConnections } from './drain.js';
+import { HealthMonitor } from './health.js';
+import { NodeLb, type NodeLbOptions } from './lb.js';
 import { LocalIndex } from './local-index.js';
 import { NodeNetworks } from './networks.js';
 import { Sandboxes, type SandboxOptions } from './sandboxes.js';
 import { streamLogFiles } from './logs.js';
 import { ProcessRuntime, type TaskEvent, type TaskRuntime } from './process-runtime.js';
 import { AgentSession } from './session.js';
+
+/** How long a stopping task may keep established connections when its service does not say. */
+export const DEFAULT_DRAIN_MS = 10_000;
 
 export interface AgentOptions {
   managerUrl: string;
@@ -32,6 +38,8 @@ export interface AgentOptions {
   network?: { ctx: DriverContext; drivers: ReadonlyMap<DriverName, NetworkDriver>; nsPrefix: string; etcNetnsDir?: string };
   /** The node's embedded DNS (with `network` only): listeners on local networks' gateways. */
   dns?: NodeDnsOptions;
+  /** VIP load balancing in every task sandbox (with `network` only). */
+  lb?: NodeLbOptions;
   log?: (msg: string) => void;
 }
 
@@ -48,6 +56,12 @@ export class Agent {
   private leftoversCleaned = false;
   /** The node's resolver, fed from the index (with network isolation). */
   readonly dns: NodeDns | undefined;
+  /** VIP balancing in the node's task sandboxes (with network isolation and a dataplane). */
+  readonly lb: NodeLb | undefined;
+  /** Health checks of the node's tasks. */
+  readonly health: HealthMonitor;
+  /** Pid of each task process as last reported running (health reports carry it). */
+  private readonly pids = new Map<string, number>();
 
   constructor(private readonly opts: AgentOptions) {
     this.runtime = opts.runtime ?? new ProcessRuntime(join(opts.dataDir, 'tasks'));
@@ -71,6 +85,12 @@ export class Agent {
       this.dns = dns;
       this.index.onChange((changes) => dns.apply(changes));
     }
+    if (this.net && opts.lb) {
+      const lb = new NodeLb(this.index, { ...opts.lb, ...(opts.log ? { log: opts.log } : {}) });
+      this.lb = lb;
+      this.index.onChange((changes) => lb.changed(changes.length));
+    }
+    this.health = new HealthMonitor((id, healthy, message) => this.onHealth(id, healthy, message));
     this.index.onChange(() => this.runner.run());
     this.runtime.onEvent((e) => this.onTaskEvent(e));
   }
@@ -80,18 +100,21 @@ export class Agent {
   start(): void {
     this.session.start();
     this.runner.start();
+    this.lb?.start();
   }
 
   async stop(): Promise<void> {
     this.session.stop();
+    this.health.close();
     await this.runner.stop();
+    await this.lb?.stop();
     await this.dns?.close();
     if (this.net) await closeSharedNetnsRoamer();
     await this.runtime.close();
   }
 
-  private report(t: Pick<Task, 'id'>, state: Task['status']['state'], message: string, extra: { pid?: number; exitCode?: number } = {}): void {
-    const sig = `${state}|${message}`;
+  private report(t: Pick<Task, 'id'>, state: Task['status']['state'], message: string, extra: { pid?: number; exitCode?: number; healthy?: boolean } = {}): void {
+    const sig = `${state}|${message}|${String(extra.healthy)}`;
     if (this.reported.get(t.id) === sig) return;
     this.reported.set(t.id, sig);
     this.session.reportStatus(t.id, { state, message, ...extra });
@@ -134,22 +157,43 @@ export class Agent {
         // The resolver is reached on the first network that has a listener (not macvlan).
         const dnsNet = nets.find((n) => n.driver !== 'macvlan');
         const ns = await net.sandboxes.ensure(t, nets, { ...(dnsNet ? { gateway: dnsNet.ipam.v4.gateway } : {}), ...(svc.spec.dnsOptions ? { options: svc.spec.dnsOptions } : {}) });
+        // VIPs work from the task's first instruction: its dataplane is programmed before it starts.
+        await this.lb?.ensureSandbox(t.id, ns, nets.map((n) => n.id));
         command = ['ip', 'netns', 'exec', ns, ...command];
       }
+      const hc = svc.spec.healthCheck;
+      if (hc && hc.type !== 'none') {
+        const first = net ? netsOf(t)[0] : undefined;
+        this.health.ensure(t.id, first ? (t.addresses[first.id]?.v4 ?? '127.0.0.1') : '127.0.0.1', hc);
+      } else this.health.forget(t.id);
       this.runtime.ensureRunning({
         taskId: t.id, command,
         env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id },
       });
     }
     const stops: Array<Promise<void>> = [];
-    const stop = (t: Task | undefined, id: string): Promise<void> => this.runtime.ensureStopped(id).then(async () => {
+    const stop = async (t: Task | undefined, id: string): Promise<void> => {
+      this.health.forget(id);
+      await this.runtime.ensureStopped(id);
+      this.pids.delete(id);
+      await this.lb?.forgetSandbox(id);
       if (net) await (t ? net.sandboxes.remove(t, netsOf(t)) : net.sandboxes.removeNamespace(id));
-    });
+    };
+    // A running task that is meant to stop first drains: every balancer gives it no new flows,
+    // its established connections finish (up to the service's drain window).
+    const drainThenStop = async (t: Task): Promise<void> => {
+      const svc = services.get(t.serviceId);
+      if (svc && t.status.state === 'running' && this.runtime.list().includes(t.id)) {
+        const ports = new Set(svc.spec.ports.map((p) => p.target));
+        await drainConnections(this.pids.get(t.id) ?? t.status.pid, ports, { timeoutMs: svc.spec.drainTimeoutMs ?? DEFAULT_DRAIN_MS });
+      }
+      await stop(t, t.id);
+    };
     const reporting = new Set<string>();
     for (const t of mine) {
       if (t.desiredState === 'shutdown' && !TERMINAL.has(t.status.state)) {
         reporting.add(t.id);
-        stops.push(stop(t, t.id).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
+        stops.push(drainThenStop(t).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
       }
     }
     // Anything else the runtime holds is no longer meant to run here (removed, moved away,
@@ -166,11 +210,34 @@ export class Agent {
     }
   }
 
+  /** `healthy` for a report of `taskId`: absent without a health check, false until one passed. */
+  private healthField(taskId: string): { healthy?: boolean } {
+    if (!this.health.has(taskId)) {
+      const t = this.index.tasks().find((x) => x.id === taskId);
+      const hc = t ? this.index.services().find((s) => s.id === t.serviceId)?.spec.healthCheck : undefined;
+      return hc && hc.type !== 'none' ? { healthy: false } : {};
+    }
+    return { healthy: this.health.verdict(taskId) === true };
+  }
+
+  private onHealth(taskId: string, healthy: boolean, message: string): void {
+    const pid = this.pids.get(taskId);
+    if (pid === undefined) return; // not running (any more): the next start reports again
+    this.report({ id: taskId }, 'running', message, { pid, healthy });
+  }
+
   private onTaskEvent(e: TaskEvent): void {
     const t = { id: e.taskId };
     switch (e.type) {
-      case 'running': this.report(t, 'running', e.adopted ? 'running (adopted after agent restart)' : 'running', { pid: e.pid }); break;
-      case 'exited': this.report(t, 'starting', `exited (${e.signal ?? `code ${e.exitCode}`}); restarting in ${e.restartInMs} ms`, e.exitCode !== null ? { exitCode: e.exitCode } : {}); break;
+      case 'running':
+        this.pids.set(e.taskId, e.pid);
+        this.report(t, 'running', e.adopted ? 'running (adopted after agent restart)' : 'running', { pid: e.pid, ...this.healthField(e.taskId) });
+        this.runner.run(); // (re)starts its health checks
+        break;
+      case 'exited':
+        this.pids.delete(e.taskId);
+        this.health.forget(e.taskId); // a restarted process is checked from scratch
+        this.report(t, 'starting', `exited (${e.signal ?? `code ${e.exitCode}`}); restarting in ${e.restartInMs} ms`, e.exitCode !== null ? { exitCode: e.exitCode } : {}); break;
       case 'failed': this.report(t, 'starting', e.message); break;
       case 'stopped': break;
     }

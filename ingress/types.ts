@@ -1,0 +1,95 @@
+/**
+ * The L4 load-balancer contract shared by Shoal's three dataplanes (ipvs, nftables, userspace)
+ * and by the proxier that drives them. One `LoadBalancer` instance programs ONE place: the
+ * network namespace of one sandbox (a task's, or a node's ingress sandbox), or, for userspace,
+ * one process.
+ *
+ * State model: the proxier hands over virtual services (VIP:port/proto -> backends); the
+ * dataplane keeps what it applied and turns each call into the difference, in ONE transaction
+ * where the dataplane has them (one `nft -f` script; one burst of netlink messages). The cost of
+ * a call is proportional to the services it names, never to all services.
+ */
+
+/** Transport protocol of a virtual service. */
+export type LbProtocol = 'tcp' | 'udp';
+
+/**
+ * Scheduling: `rr` round robin, `wrr` weighted round robin, `random`, `lc` least connections
+ * (ipvs only), `sh` source hashing, `mh` maglev hashing (ipvs only). A dataplane that lacks one
+ * maps it to the nearest it has (documented per dataplane), never refuses.
+ */
+export type LbScheduler = 'rr' | 'wrr' | 'random' | 'lc' | 'sh' | 'mh';
+
+export interface LbBackend {
+  /** IPv4 or IPv6 address of the replica. */
+  address: string;
+  port: number;
+  /**
+   * Relative weight, 1..256. `0` = draining: no new flows (and no new affinity), established
+   * flows go on until they end or the backend is removed.
+   */
+  weight: number;
+}
+
+export interface VirtualService {
+  /** Frontend address (the VIP, or a node/ingress-sandbox address for published ports). */
+  address: string;
+  port: number;
+  protocol: LbProtocol;
+  scheduler: LbScheduler;
+  /** Session affinity by client address: a client keeps its backend while it sends within `timeoutSeconds`. */
+  affinity?: { timeoutSeconds: number };
+  /**
+   * Source-NAT the balanced flows to the sandbox's own address (ingress with `cluster` policy).
+   * False keeps the client's address at the backend (task -> VIP, `local` policy, host mode).
+   */
+  masquerade?: boolean;
+  /** Backends; empty = the frontend refuses (TCP RST / ICMP unreachable, never a black hole). */
+  backends: LbBackend[];
+  /** For metrics and logs: the service's name (or id). */
+  service: string;
+}
+
+/** The identity of a virtual service: `tcp/10.0.0.2/80` (`tcp/[fd00::2]/80` for IPv6). */
+export function vsKey(vs: Pick<VirtualService, 'protocol' | 'address' | 'port'>): string {
+  const a = vs.address.includes(':') ? `[${vs.address}]` : vs.address;
+  return `${vs.protocol}/${a}/${vs.port}`;
+}
+
+/** Counters of one backend of one virtual service, where the dataplane has them. */
+export interface LbBackendStats {
+  vs: string;
+  service: string;
+  address: string;
+  port: number;
+  /** Connections (ipvs: active + inactive; nft: packets that created a flow; userspace: open). */
+  connections?: number;
+  /** Total connections or flows since the backend was programmed. */
+  connectionsTotal?: number;
+  bytes?: number;
+}
+
+export type LbKind = 'ipvs' | 'nftables' | 'userspace';
+
+export interface LoadBalancer {
+  readonly kind: LbKind;
+  /**
+   * Make the dataplane hold exactly `services` (start, periodic resync): anything it owns and
+   * `services` lacks is removed, including leftovers of an earlier process.
+   */
+  syncAll(services: readonly VirtualService[]): Promise<void>;
+  /**
+   * Apply a change: each of `upsert` replaces the virtual service with the same {@link vsKey}
+   * (backends diffed: only added/removed/reweighted ones are touched); each key of `remove` is
+   * deleted (absent = success). One transaction where the dataplane has them.
+   */
+  apply(upsert: readonly VirtualService[], remove: readonly string[]): Promise<void>;
+  /** What the dataplane believes it applied (for tests and metrics). */
+  applied(): ReadonlyMap<string, VirtualService>;
+  /** Per-backend counters, where the dataplane can give them. */
+  stats(): Promise<LbBackendStats[]>;
+  /** Remove everything this instance owns (its table, its virtual services, its listeners). */
+  cleanup(): Promise<void>;
+  /** Release resources (sockets, listeners) without removing kernel state. */
+  close(): Promise<void>;
+}
