@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
 #   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
-#   conntrack; with --bench also dnsperf.
+#   conntrack, curl, cpio (the kernel lab's initramfs); with --bench also dnsperf, wrk, haproxy.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -9,8 +9,15 @@ command -v nft >/dev/null || need+=(nftables)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v conntrack >/dev/null || need+=(conntrack)
+command -v curl >/dev/null || need+=(curl)
+# The kernel lab (../shared/kernel-lab/run-in-kernel.sh, IPVS tests) installs qemu itself but needs cpio.
+command -v cpio >/dev/null || need+=(cpio)
 # Benchmarks only (npm run bench): dnsperf, the DNS load generator.
-[ "${1:-}" = --bench ] && { command -v dnsperf >/dev/null || need+=(dnsperf); }
+if [ "${1:-}" = --bench ]; then
+  command -v dnsperf >/dev/null || need+=(dnsperf)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root (or install them) first" >&2

@@ -4,8 +4,9 @@
  * visits other namespaces one request at a time.
  *
  * One request = enter the target (setns by path, or unshare + bind mount to create it), open
- * an rtnetlink socket there, run the request's calls in order, close the socket, let npm
- * `netlink` free it (a libuv close callback), setns back home, reply. So:
+ * an rtnetlink socket there (and, for `ipvs.*` calls, a generic-netlink IPVS socket: IPVS state
+ * is per netns and follows the socket), run the request's calls in order, close the sockets,
+ * let npm `netlink` free them (a libuv close callback), setns back home, reply. So:
  * - no socket outlives its request: an idle roamer holds none, and the thread may end safely
  *   (npm `netlink` crashes the process when a worker dies with one open);
  * - every socket is used only in the netns it was created in;
@@ -17,9 +18,11 @@
 import { closeSync, openSync, readlinkSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { toKernelError } from './errno.js';
+import { IPVS_OPS_METHODS } from './ipvs.js';
+import { GenlIpvs } from './ipvs-genl.js';
 import { enterNetns } from './libc.js';
 import { LINK_OPS_METHODS } from './link-ops-methods.js';
-import type { RoamRequest, RoamResult } from './netns-roamer.js';
+import type { RoamLinkMethod, RoamRequest, RoamResult } from './netns-roamer.js';
 import { createOrEnterNetns, enterNetnsPath } from './netns-enter.js';
 import { netnsPath } from './paths.js';
 import { NetlinkLinkOps } from './rtnl-link-ops.js';
@@ -27,6 +30,7 @@ import { ProcSysctl } from './sysctl.js';
 
 const SELF = '/proc/thread-self/ns/net';
 const LINK_METHODS: ReadonlySet<string> = new Set(LINK_OPS_METHODS.filter((m) => m !== 'close'));
+const IPVS_METHODS: ReadonlySet<string> = new Set(IPVS_OPS_METHODS.filter((m) => m !== 'close').map((m) => `ipvs.${m}`));
 
 // Loaded after the NetnsWorker's start-up, which entered nothing: this is the home netns.
 const home = openSync(SELF, 'r');
@@ -57,22 +61,26 @@ function located(e: unknown, netns: string): KernelError {
 async function runCalls(req: RoamRequest): Promise<unknown[]> {
   const results: unknown[] = [];
   let ops: NetlinkLinkOps | undefined;
+  let ipvs: GenlIpvs | undefined;
   try {
     for (const [method, ...args] of req.calls) {
       if (method === 'sysctl.get') results.push(await sysctl.get(String(args[0])));
       else if (method === 'sysctl.set') results.push(await sysctl.set(String(args[0]), String(args[1])));
       else if (LINK_METHODS.has(method)) {
         ops ??= new NetlinkLinkOps(); // opened here, inside the target netns
-        const fn = ops[method] as (...a: unknown[]) => Promise<unknown>;
+        const fn = ops[method as RoamLinkMethod] as (...a: unknown[]) => Promise<unknown>;
         results.push(await fn.apply(ops, args));
+      } else if (IPVS_METHODS.has(method)) {
+        ipvs ??= await GenlIpvs.open(); // opened here, inside the target netns
+        const fn = ipvs[method.slice('ipvs.'.length) as keyof GenlIpvs] as (...a: unknown[]) => Promise<unknown>;
+        results.push(await fn.apply(ipvs, args));
       } else throw new KernelError('netns.roam', 'ENOSYS', `no such call ${String(method)}`);
     }
   } finally {
-    if (ops) {
-      await ops.close();
-      // The socket is freed in a libuv close callback: let it run before leaving or replying.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    if (ops) await ops.close();
+    if (ipvs) await ipvs.close();
+    // A socket is freed in a libuv close callback: let it run before leaving or replying.
+    if (ops || ipvs) await new Promise((resolve) => setImmediate(resolve));
   }
   return results;
 }

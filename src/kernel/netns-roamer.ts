@@ -15,6 +15,8 @@
  * await roamer.ensureNetns('sbx-1', [['setUp', 'lo']]);      // create + configure: one request
  * const links = roamer.links('sbx-1');                       // a LinkOps acting inside sbx-1
  * await links.ensureAddress('eth0', '10.0.1.5/24');          // one request per call
+ * const ipvs = roamer.ipvs('sbx-1');                         // IPVS of sbx-1 (or ipvsIn('sbx-1'))
+ * await ipvs.setTimeouts({ tcp: 7500, tcpFin: 120, udp: 300 }); // one request per call
  * await roamer.run('sbx-1', [['setUp', 'eth0'], ['ensureRoute', { via: '10.0.1.1' }]]);  // one request
  * ```
  *
@@ -22,6 +24,7 @@
  * need a thread that stays in the namespace, i.e. a NetnsWorker.
  */
 import { KernelError } from '../errors.js';
+import { IPVS_OPS_METHODS, type IpvsOps } from './ipvs.js';
 import { LINK_OPS_METHODS } from './link-ops-methods.js';
 import type { LinkOps } from './netlink.js';
 import { NetnsWorker } from './netns.js';
@@ -31,16 +34,21 @@ import type { Sysctl } from './sysctl.js';
 /** The LinkOps methods a request may call (`close` belongs to the facade, not the kernel). */
 export type RoamLinkMethod = Exclude<(typeof LINK_OPS_METHODS)[number], 'close'>;
 
+/** The IpvsOps methods a request may call, as `ipvs.<method>` (`close` belongs to the facade). */
+export type RoamIpvsMethod = Exclude<(typeof IPVS_OPS_METHODS)[number], 'close'>;
+
 /**
  * One call of a request: a LinkOps method and its arguments (`['setUp', 'lo']`,
- * `['ensureRoute', { via: '10.0.1.1' }]`), or a sysctl of the target netns.
+ * `['ensureRoute', { via: '10.0.1.1' }]`), a sysctl of the target netns, or an IPVS call
+ * (`['ipvs.newDest', svc, dest]`: IPVS state is per netns, the socket is opened inside it).
  * Arguments cross threads by structured clone: a `NetnsRef` `{ fd }` stays valid (fds are
  * per process), names and paths are resolved by the worker.
  */
 export type RoamCall =
   | { [M in RoamLinkMethod]: [M, ...Parameters<LinkOps[M]>] }[RoamLinkMethod]
   | ['sysctl.get', string]
-  | ['sysctl.set', string, string | number];
+  | ['sysctl.set', string, string | number]
+  | { [M in RoamIpvsMethod]: [`ipvs.${M}`, ...Parameters<IpvsOps[M]>] }[RoamIpvsMethod];
 
 /** What the main side posts (wire format, structured clone only). */
 export interface RoamRequest {
@@ -118,6 +126,17 @@ export class NetnsRoamer {
     };
   }
 
+  /**
+   * An {@link IpvsOps} acting on the IPVS of `netns`: every method is one request (setns, a
+   * generic-netlink socket opened inside, the call, socket closed). Batch a burst of calls in
+   * one request with `run(netns, [['ipvs.newService', svc], ['ipvs.newDest', svc, d], ...])`.
+   * Its `close()` only disables this facade.
+   */
+  ipvs(netns: string): IpvsOps {
+    netnsPath(netns);
+    return ipvsFacade((call) => this.run(netns, [call]).then((r) => r[0]));
+  }
+
   /** `net:[inode]` of the thread's home netns and of where it is now, both read between requests. */
   async where(): Promise<{ home: string; current: string }> {
     return (await this.worker.call(`${PREFIX}.where`)) as { home: string; current: string };
@@ -147,6 +166,24 @@ function linksFacade(exec: (call: RoamCall) => Promise<unknown>): LinkOps {
   return o as unknown as LinkOps;
 }
 
+/** An IpvsOps whose every method becomes one call through `exec`. */
+function ipvsFacade(exec: (call: RoamCall) => Promise<unknown>): IpvsOps {
+  let closed = false;
+  const o: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
+  for (const m of IPVS_OPS_METHODS) {
+    if (m === 'close') continue;
+    o[m] = (...args) => {
+      if (closed) return Promise.reject(new KernelError(`ipvs.${m}`, 'EBADF', 'IpvsOps is closed'));
+      return exec([`ipvs.${m}`, ...args] as RoamCall);
+    };
+  }
+  o['close'] = async () => {
+    closed = true;
+  };
+  // Every IpvsOps method is in IPVS_OPS_METHODS (checked in ipvs.ts).
+  return o as unknown as IpvsOps;
+}
+
 let shared: Promise<NetnsRoamer> | undefined;
 
 /**
@@ -165,6 +202,27 @@ export function sharedNetnsRoamer(): Promise<NetnsRoamer> {
 export function netnsLinks(netns: string): LinkOps {
   netnsPath(netns);
   return linksFacade(async (call) => (await (await sharedNetnsRoamer()).run(netns, [call]))[0]);
+}
+
+/**
+ * The IPVS of `netns` (a name under /run/netns or an nsfs path), reached from any thread
+ * through the shared roamer: each call is one request that enters the netns, opens a
+ * generic-netlink socket there, runs, closes it and comes home. For an agent's load balancer
+ * in a sandbox: `new IpvsLoadBalancer({ ipvs: ipvsIn('sbx-1'), sysctl: netnsSysctl('sbx-1') })`.
+ */
+export function ipvsIn(netns: string): IpvsOps {
+  netnsPath(netns);
+  return ipvsFacade(async (call) => (await (await sharedNetnsRoamer()).run(netns, [call]))[0]);
+}
+
+/** {@link NetnsRoamer.sysctl} of the shared roamer: sysctls of `netns`, one request per call. */
+export function netnsSysctl(netns: string): Sysctl {
+  netnsPath(netns);
+  const run = async (call: RoamCall): Promise<unknown> => (await (await sharedNetnsRoamer()).run(netns, [call]))[0];
+  return {
+    get: async (key) => (await run(['sysctl.get', key])) as string,
+    set: async (key, value) => void (await run(['sysctl.set', key, value])),
+  };
 }
 
 /** Stop the shared roamer (tests, orderly shutdown); the next use starts a new one. */
