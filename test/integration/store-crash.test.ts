@@ -71,7 +71,9 @@ function runAndKill(
     child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
     const guard = setTimeout(kill, 15_000);
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' may come before the last stdout chunks were read (seen under
+    // load: a begun write's line was missing, and its durable value looked unexplained).
+    child.on('close', (code, signal) => {
       clearTimeout(guard);
       if (signal !== 'SIGKILL') {
         reject(new Error(`writer exited by itself (code ${code}): ${stderr}`));
