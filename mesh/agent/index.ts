@@ -185,7 +185,10 @@ export class Agent {
       const svc = services.get(t.serviceId);
       if (svc && t.status.state === 'running' && this.runtime.list().includes(t.id)) {
         const ports = new Set(svc.spec.ports.map((p) => p.target));
-        await drainConnections(this.pids.get(t.id) ?? t.status.pid, ports, { timeoutMs: svc.spec.drainTimeoutMs ?? DEFAULT_DRAIN_MS });
+        const started = Date.now();
+        const pid = this.pids.get(t.id) ?? t.status.pid;
+        const how = await drainConnections(pid, ports, { timeoutMs: svc.spec.drainTimeoutMs ?? DEFAULT_DRAIN_MS });
+        this.opts.log?.(`task ${t.id}: drained (${how}, pid ${String(pid)}) after ${Date.now() - started} ms`);
       }
       await stop(t, t.id);
     };

@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { isShoalError, messageOf } from '../../src/errors.js';
 import { parseObjectKey } from '../../src/model/keys.js';
 import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath, type AgentProcessOptions } from '../daemon/index.js';
+import { DATAPLANE_CHOICES, type DataplaneChoice } from '../daemon/dataplane.js';
 import type { WatchFrame } from '../api/watch.js';
 import { wsUrl } from '../agent/session.js';
 import type { Agent } from '../agent/index.js';
@@ -20,7 +21,7 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
-  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' },
+  { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' }, { name: 'lb-dataplane' },
 ];
 
 /** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
@@ -41,6 +42,7 @@ const USAGE = `usage: shoal COMMAND
   shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
   shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
               [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]... [--vxlan-port 4789]
+              [--lb-dataplane auto|ipvs|nftables|none]
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
@@ -64,7 +66,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
     let agent: Agent | undefined;
     if (kind === 'up') {
-      const a = startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, metricsRegistry: reg, ...nodeIdentity(p) });
+      const a = await startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, metricsRegistry: reg, ...nodeIdentity(p) });
       stops.unshift(() => a.stop());
       agent = a.agent;
     }
@@ -77,7 +79,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     const join = one(p, 'join');
     const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
-    const a = startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, ...nodeIdentity(p) });
+    const a = await startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, ...nodeIdentity(p) });
     stops.push(() => a.stop());
     const stopMetrics = await startMetrics(p, '127.0.0.1:9323', reg, () => registerAgentMetrics(reg, a.agent), io);
     if (stopMetrics) stops.unshift(stopMetrics);
@@ -91,7 +93,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   return 0;
 }
 
-type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort'>;
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   const out: AgentFlags = {};
@@ -114,6 +116,11 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   if (vx !== undefined) {
     if (!/^\d+$/.test(vx) || Number(vx) < 1 || Number(vx) > 65535) throw new Error(`--vxlan-port must be a port number (1-65535), got '${vx}'`);
     out.vxlanPort = Number(vx);
+  }
+  const dp = one(p, 'lb-dataplane');
+  if (dp !== undefined) {
+    if (!(DATAPLANE_CHOICES as readonly string[]).includes(dp)) throw new Error(`--lb-dataplane must be one of ${DATAPLANE_CHOICES.join(', ')}, got '${dp}'`);
+    out.lbDataplane = dp as DataplaneChoice;
   }
   return out;
 }

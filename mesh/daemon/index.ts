@@ -18,6 +18,7 @@ import { invalid, unavailable } from '../../src/errors.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
+import { chooseDataplane, type DataplaneChoice } from './dataplane.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
 import { Manager } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
@@ -117,8 +118,10 @@ export interface AgentProcessOptions {
   vxlanPort?: number;
   /** DNS upstreams (`IP` or `IP:PORT`); default the host's /etc/resolv.conf. */
   dnsUpstreams?: string[];
-  /** Where the DNS metrics go (the node's /metrics registry). */
+  /** Where the DNS and LB metrics go (the node's /metrics registry). */
   metricsRegistry?: PromRegistry;
+  /** VIP dataplane in task sandboxes (with netns isolation); default auto: ipvs, else nftables. */
+  lbDataplane?: DataplaneChoice;
   log: (msg: string) => void;
 }
 
@@ -130,7 +133,7 @@ function parseUpstream(s: string): { address: string; port: number } {
 
 export interface RunningAgent { agent: Agent; stop(): Promise<void> }
 
-export function startAgent(o: AgentProcessOptions): RunningAgent {
+export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
   const name = o.name ?? hostname().split('.')[0] ?? 'node';
   const address = o.address ?? '127.0.0.1';
@@ -138,6 +141,8 @@ export function startAgent(o: AgentProcessOptions): RunningAgent {
   const ctx = isolation === 'netns'
     ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
     : undefined;
+  const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
+  if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox`);
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
     ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
@@ -145,6 +150,7 @@ export function startAgent(o: AgentProcessOptions): RunningAgent {
       ...(o.dnsUpstreams?.length ? { upstreams: o.dnsUpstreams.map(parseUpstream) } : {}),
       ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),
     },
+    ...(lb ? { lb: { ...lb, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
   });
   agent.start();
   return { agent, async stop() { await agent.stop(); await ctx?.close(); } };

@@ -1,0 +1,32 @@
+/**
+ * Which VIP dataplane an agent runs in its task sandboxes. `auto`: IPVS when the kernel has the
+ * `IPVS` generic-netlink family (asking for it autoloads ip_vs), else nftables. `none`: no VIP
+ * balancing (names still resolve; connections to a VIP are not balanced). The userspace
+ * dataplane serves hosts without root, where there are no sandboxes to program
+ * (ingress/userspace; not chosen by the agent).
+ */
+import { IpvsLoadBalancer } from '../../ingress/ipvs/index.js';
+import { NftLoadBalancer } from '../../ingress/nft/index.js';
+import { ExecConntrack } from '../../src/kernel/conntrack.js';
+import { ExecNft, hasIpvs, ipvsIn, netnsSysctl } from '../../src/kernel/index.js';
+import type { NodeLbOptions } from '../agent/lb.js';
+
+export const DATAPLANE_CHOICES = ['auto', 'ipvs', 'nftables', 'none'] as const;
+export type DataplaneChoice = (typeof DATAPLANE_CHOICES)[number];
+
+/** The nftables table every sandbox's nftables dataplane owns. */
+export const SANDBOX_LB_TABLE = 'shoal_lb';
+
+export async function chooseDataplane(choice: DataplaneChoice, log: (m: string) => void): Promise<Pick<NodeLbOptions, 'kind' | 'make'> | undefined> {
+  if (choice === 'none') return undefined;
+  const ipvs = choice === 'ipvs' || (choice === 'auto' && await hasIpvs());
+  if (choice === 'ipvs' && !await hasIpvs()) throw new Error('--lb-dataplane ipvs: this kernel has no IPVS (the IPVS generic-netlink family does not resolve; modprobe ip_vs, or use nftables)');
+  if (ipvs) {
+    return { kind: 'ipvs', make: (ns) => new IpvsLoadBalancer({ ipvs: ipvsIn(ns), sysctl: netnsSysctl(ns), nft: new ExecNft({ netns: ns }) }) };
+  }
+  if (choice === 'auto') log('load balancing: no IPVS in this kernel, using nftables');
+  return {
+    kind: 'nftables',
+    make: (ns) => new NftLoadBalancer({ nft: new ExecNft({ netns: ns }), table: SANDBOX_LB_TABLE, conntrack: new ExecConntrack({ netns: ns }) }),
+  };
+}
