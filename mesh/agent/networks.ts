@@ -10,11 +10,14 @@ import { isPeerProgrammer, type NetworkDriver, type Peer } from '../../src/drive
 import type { Network, NetworkDriver as DriverName, Node, Task } from '../../src/model/types.js';
 import { TERMINAL } from '../manager/plan.js';
 
-/** Remote endpoints of `net` as peers: tasks of other nodes that are meant to run and have an address there. */
+/** Remote endpoints of `net` as peers: tasks of other nodes that are meant to run (or still drain) and have an address there. */
 export function peersOf(net: Network, tasks: Task[], nodes: ReadonlyMap<string, Node>, selfId: string): Peer[] {
   const peers: Peer[] = [];
   for (const t of tasks) {
-    if (t.nodeId === selfId || !t.nodeId || t.desiredState !== 'running' || TERMINAL.has(t.status.state)) continue;
+    // A task that is meant to stop but still runs is draining: its established flows still
+    // cross the overlay, so its endpoint stays programmed until it has really ended.
+    if (t.nodeId === selfId || !t.nodeId || TERMINAL.has(t.status.state)) continue;
+    if (t.desiredState !== 'running' && t.status.state !== 'running') continue;
     const node = nodes.get(t.nodeId);
     const addr = t.addresses[net.id];
     if (!node || node.state !== 'ready' || !addr) continue;

@@ -115,13 +115,24 @@ describe('VIP balancing (nftables)', () => {
 
   it('a draining replica keeps an open connection until it closes, then stops; new connections avoid it', async () => {
     const vip = await vipOf('web');
-    const hold = spawn('nsenter', [`--net=/run/netns/${nsOf(client)}`, process.execPath, CLIENT, 'hold', vip, '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    children.push(hold);
-    const lines = createInterface({ input: hold.stdout! })[Symbol.asyncIterator]();
-    const ask = async (): Promise<string> => { hold.stdin!.write('go\n'); return JSON.parse(String((await lines.next()).value)) as string; };
-    const first = await ask();
-    const held = (await tasks('web')).find((t) => `web.${t.slot}.${t.id}` === nameOf(first)) as Task;
-    expect(held).toBeDefined();
+    // Hold a connection to a replica on the OTHER node than the client: its flow crosses the
+    // overlay, whose forwarding entries must outlive the replica's "meant to stop" state.
+    const openHeld = async (): Promise<{ hold: ChildProcess; ask: () => Promise<string>; first: string; held: Task }> => {
+      const hold = spawn('nsenter', [`--net=/run/netns/${nsOf(client)}`, process.execPath, CLIENT, 'hold', vip, '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      children.push(hold);
+      const lines = createInterface({ input: hold.stdout! })[Symbol.asyncIterator]();
+      const ask = async (): Promise<string> => { hold.stdin!.write('go\n'); return JSON.parse(String((await lines.next()).value)) as string; };
+      const first = await ask();
+      const held = (await tasks('web')).find((t) => `web.${t.slot}.${t.id}` === nameOf(first)) as Task;
+      return { hold, ask, first, held };
+    };
+    let c = await openHeld();
+    for (let i = 0; i < 8 && c.held.nodeId === client.nodeId; i++) {
+      c.hold.stdin!.end();
+      c = await openHeld();
+    }
+    const { hold, ask, first, held } = c;
+    expect(held.nodeId).not.toBe(client.nodeId);
     // Scale to 0: every replica is meant to stop; the held one drains (30 s window).
     expect((await h.shoal('service', 'scale', 'web=0')).code).toBe(0);
     await until(async () => (await tasks('web')).find((t) => t.id === held.id)?.desiredState === 'shutdown', 'web told to stop', 10_000);
