@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import { invalid } from '../../src/errors.js';
 import type {
-  EndpointMode, HealthCheck, LbScheduler, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode, TrafficPolicy,
+  HealthCheck, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode, ServiceLbFields, ServiceSpec,
 } from '../../src/model/types.js';
 
 type Json = unknown;
@@ -179,22 +179,8 @@ export interface ServiceNetworkRef {
   aliases: string[];
 }
 
-export interface ServiceCreate {
-  name: string;
-  replicas: number;
-  endpointMode: EndpointMode;
-  ports: PortConfig[];
-  networks: ServiceNetworkRef[];
-  command: string[];
-  env: Record<string, string>;
-  healthCheck?: HealthCheck;
-  labels: Record<string, string>;
-  dnsOptions?: string[];
-  scheduler?: LbScheduler;
-  affinityTimeoutSeconds?: number;
-  drainTimeoutMs?: number;
-  trafficPolicy?: TrafficPolicy;
-}
+/** A service as requested: the spec, with networks named by the caller (resolved to ids by the manager). */
+export type ServiceCreate = Omit<ServiceSpec, 'networks'> & { networks: ServiceNetworkRef[] };
 
 const SERVICE_FIELDS = ['name', 'replicas', 'endpointMode', 'ports', 'networks', 'command', 'env', 'healthCheck', 'labels',
   'dnsOptions', 'scheduler', 'affinityTimeoutSeconds', 'drainTimeoutMs', 'trafficPolicy'] as const;
@@ -212,8 +198,8 @@ function parseDnsOptions(v: Json): string[] {
 }
 
 /** The load-balancing and DNS fields shared by create and update (only those present). */
-function parseLbFields(o: Obj): Pick<ServiceCreate, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'> {
-  const out: Pick<ServiceCreate, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'> = {};
+function parseLbFields(o: Obj): ServiceLbFields {
+  const out: ServiceLbFields = {};
   if (o['dnsOptions'] !== undefined) out.dnsOptions = parseDnsOptions(o['dnsOptions']);
   const sch = oneOf(o, 'scheduler', 'service', SCHEDULERS);
   if (sch !== undefined) out.scheduler = sch;

@@ -143,6 +143,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     : undefined;
   const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
   if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox`);
+  else if (!ctx) o.log('load balancing: off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes)');
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
     ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),

@@ -7,7 +7,7 @@
 import { conflict, invalid } from '../../src/errors.js';
 import { newId } from '../../src/ids.js';
 import { nameKey } from '../../src/model/keys.js';
-import type { Network, PortConfig, Service, ServiceNetwork, ServiceSpec } from '../../src/model/types.js';
+import type { Network, PortConfig, Service, ServiceLbFields, ServiceNetwork, ServiceSpec } from '../../src/model/types.js';
 import type { Compare, Store, TxnOp } from '../../src/store/types.js';
 import type { ServiceCreate, ServiceNetworkRef, ServiceUpdate } from '../api/validate.js';
 import { alloc, type Claim } from './alloc.js';
@@ -108,7 +108,7 @@ export async function createService(store: Store, req: ServiceCreate): Promise<S
 }
 
 /** The optional DNS/load-balancing fields given in `from` (create or update) onto `spec`. */
-function copyLbFields(spec: ServiceSpec, from: Partial<Pick<ServiceSpec, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'>>): void {
+function copyLbFields(spec: ServiceSpec, from: ServiceLbFields): void {
   if (from.dnsOptions !== undefined) spec.dnsOptions = from.dnsOptions;
   if (from.scheduler !== undefined) spec.scheduler = from.scheduler;
   if (from.affinityTimeoutSeconds !== undefined) spec.affinityTimeoutSeconds = from.affinityTimeoutSeconds;

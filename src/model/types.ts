@@ -161,5 +161,8 @@ export interface Node {
   updatedAt: string;
 }
 
+/** The optional DNS and load-balancing fields of a spec (set at create, changed by update). */
+export type ServiceLbFields = Pick<ServiceSpec, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'>;
+
 /** The task's display name, Docker-style: `web.1.<id>`. */
 export const taskName = (t: Pick<Task, 'serviceName' | 'slot' | 'id'>): string => `${t.serviceName}.${t.slot}.${t.id}`;
