@@ -62,6 +62,10 @@ export class Agent {
   readonly health: HealthMonitor;
   /** Pid of each task process as last reported running (health reports carry it). */
   private readonly pids = new Map<string, number>();
+  /** Tasks being drained and stopped in the background, by id. */
+  private readonly stopping = new Map<string, Promise<void>>();
+  /** Ends drains early when the agent stops. */
+  private readonly drainAbort = new AbortController();
 
   constructor(private readonly opts: AgentOptions) {
     this.runtime = opts.runtime ?? new ProcessRuntime(join(opts.dataDir, 'tasks'));
@@ -107,6 +111,8 @@ export class Agent {
     this.session.stop();
     this.health.close();
     await this.runner.stop();
+    this.drainAbort.abort();
+    await Promise.all(this.stopping.values());
     await this.lb?.stop();
     await this.dns?.close();
     if (this.net) await closeSharedNetnsRoamer();
@@ -132,7 +138,9 @@ export class Agent {
     const runnable = mine.filter((t) => t.desiredState === 'running' && t.status.state !== 'orphaned' && services.has(t.serviceId));
     const wanted = new Set(runnable.map((t) => t.id));
     const net = this.net;
-    const neededNets = new Set(runnable.flatMap((t) => netsOf(t).map((n) => n.id)));
+    // Tasks meant to stop that have not ended yet drain in the background: their networks stay.
+    const ending = mine.filter((t) => t.desiredState === 'shutdown' && !TERMINAL.has(t.status.state));
+    const neededNets = new Set([...runnable, ...ending].flatMap((t) => netsOf(t).map((n) => n.id)));
     if (net && !this.leftoversCleaned) {
       // Once, with the first full view: sandboxes, links and networks that nothing assigned here
       // needs are leftovers of a crash; what is still needed is kept (and adopted below).
@@ -187,23 +195,26 @@ export class Agent {
         const ports = new Set(svc.spec.ports.map((p) => p.target));
         const started = Date.now();
         const pid = this.pids.get(t.id) ?? t.status.pid;
-        const how = await drainConnections(pid, ports, { timeoutMs: svc.spec.drainTimeoutMs ?? DEFAULT_DRAIN_MS });
+        const how = await drainConnections(pid, ports, { timeoutMs: svc.spec.drainTimeoutMs ?? DEFAULT_DRAIN_MS, signal: this.drainAbort.signal });
         this.opts.log?.(`task ${t.id}: drained (${how}, pid ${String(pid)}) after ${Date.now() - started} ms`);
       }
       await stop(t, t.id);
     };
-    const reporting = new Set<string>();
-    for (const t of mine) {
-      if (t.desiredState === 'shutdown' && !TERMINAL.has(t.status.state)) {
-        reporting.add(t.id);
-        stops.push(drainThenStop(t).then(() => this.report(t, 'shutdown', 'stopped by the agent')));
-      }
+    // Drains run in the background (up to the service's window), never holding up this sync:
+    // new tasks start while old ones drain. Each task is drained and stopped once.
+    for (const t of ending) {
+      if (this.stopping.has(t.id)) continue;
+      const done = drainThenStop(t)
+        .then(() => this.report(t, 'shutdown', 'stopped by the agent'))
+        .catch((e: unknown) => { this.syncFailures++; this.opts.log?.(`stopping task ${t.id} failed (will retry): ${String(e)}`); })
+        .finally(() => { this.stopping.delete(t.id); this.runner.run(); });
+      this.stopping.set(t.id, done);
     }
     // Anything else the runtime holds is no longer meant to run here (removed, moved away,
     // orphaned while this agent was down): stop it without a report.
     const byId = new Map(all.map((t) => [t.id, t]));
     for (const id of this.runtime.list()) {
-      if (!wanted.has(id) && !reporting.has(id)) stops.push(stop(byId.get(id), id));
+      if (!wanted.has(id) && !this.stopping.has(id)) stops.push(stop(byId.get(id), id));
     }
     // Stops run side by side: each may wait out a task's grace period.
     await Promise.all(stops);

@@ -113,7 +113,7 @@ describe('VIP balancing (nftables)', () => {
     expect(dig.stdout.split('\n').filter(Boolean).sort()).toEqual(web.filter((t) => t.id !== sick.id).map(addrOf).sort());
   });
 
-  it('a draining replica keeps an open connection until it closes, then stops; new connections avoid it', async () => {
+  it('a draining replica keeps an open connection until it closes, then stops; new connections avoid it; new replicas start meanwhile', async () => {
     const vip = await vipOf('web');
     // Hold a connection to a replica on the OTHER node than the client: its flow crosses the
     // overlay, whose forwarding entries must outlive the replica's "meant to stop" state.
@@ -143,6 +143,12 @@ describe('VIP balancing (nftables)', () => {
     expect(second, drainLog()).toBe(first); // the open connection still works
     const fresh = await fromClient<string[]>('http', vip, '80', '3');
     expect(fresh.every((a) => a.startsWith('error'))).toBe(true); // no backend takes new connections
+    // A drain holds up nothing else on its node: a new replica starts and serves meanwhile.
+    expect((await h.shoal('service', 'scale', 'web=1')).code).toBe(0);
+    const [fresh1] = await serving('web', 1);
+    expect(fresh1!.id).not.toBe(held.id);
+    expect((await tasks('web')).find((t) => t.id === held.id)?.status.state).toBe('running'); // still draining
+    await until(async () => (await fromClient<string[]>('http', vip, '80', '1'))[0]?.startsWith(`web.${fresh1!.slot}.${fresh1!.id}`), 'the new replica answers on the VIP', 10_000, 100);
     const closedAt = Date.now();
     hold.stdin!.end();
     await until(async () => (await tasks('web')).find((t) => t.id === held.id)?.status.state === 'shutdown', 'the drained replica stopped', 20_000, 100);
