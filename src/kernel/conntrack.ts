@@ -8,8 +8,7 @@
  * again. TCP is left alone: its flows end by themselves and deleting them would cut them.
  */
 import { KernelError } from '../errors.js';
-import { execTool } from './exec.js';
-import { netnsPath } from './paths.js';
+import { execTool, inNetns } from './exec.js';
 
 /** Which flows to delete: all given fields must match. */
 export interface ConntrackFlowFilter {
@@ -47,9 +46,7 @@ export class ExecConntrack implements Conntrack {
   private readonly cmd: string;
 
   constructor(opts: ExecConntrackOptions = {}) {
-    const tool = opts.conntrack ?? 'conntrack';
-    this.cmd = opts.netns === undefined ? tool : 'nsenter';
-    this.prefix = opts.netns === undefined ? [] : [`--net=${netnsPath(opts.netns)}`, tool];
+    [this.cmd, ...this.prefix] = inNetns(opts.conntrack ?? 'conntrack', opts.netns);
   }
 
   async deleteFlows(filter: ConntrackFlowFilter): Promise<number> {

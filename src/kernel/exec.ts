@@ -6,6 +6,17 @@
 import { spawn } from 'node:child_process';
 import { KernelError } from '../errors.js';
 import { errnoFromText } from './errno.js';
+import { netnsPath } from './paths.js';
+
+/**
+ * The command that runs `tool` inside `netns` (a name under /run/netns or an nsfs path), or in
+ * the caller's netns when `netns` is undefined: `[cmd, ...leadingArgs]`, tool arguments follow.
+ * nsenter (util-linux) rather than `ip netns exec`: it also takes /proc/PID/ns/net paths and
+ * does not build a private mount namespace per call.
+ */
+export function inNetns(tool: string, netns: string | undefined): [string, ...string[]] {
+  return netns === undefined ? [tool] : ['nsenter', `--net=${netnsPath(netns)}`, tool];
+}
 
 /** What a tool printed. */
 export interface ExecResult {

@@ -9,8 +9,7 @@
  *   atomically whether or not it existed.
  */
 import { KernelError } from '../errors.js';
-import { execTool } from './exec.js';
-import { netnsPath } from './paths.js';
+import { execTool, inNetns } from './exec.js';
 
 /** nftables address families. */
 export type NftFamily = 'ip' | 'ip6' | 'inet' | 'arp' | 'bridge' | 'netdev';
@@ -48,11 +47,7 @@ export class ExecNft implements Nft {
   private readonly cmd: string;
 
   constructor(opts: ExecNftOptions = {}) {
-    const nft = opts.nft ?? 'nft';
-    // nsenter (util-linux) rather than `ip netns exec`: it also takes /proc/PID/ns/net paths
-    // and does not build a private mount namespace per call.
-    this.cmd = opts.netns === undefined ? nft : 'nsenter';
-    this.prefix = opts.netns === undefined ? [] : [`--net=${netnsPath(opts.netns)}`, nft];
+    [this.cmd, ...this.prefix] = inNetns(opts.nft ?? 'nft', opts.netns);
   }
 
   async apply(script: string): Promise<void> {

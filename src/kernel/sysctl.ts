@@ -9,8 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { toKernelError } from './errno.js';
-import { execTool } from './exec.js';
-import { netnsPath } from './paths.js';
+import { execTool, inNetns } from './exec.js';
 
 /** Reads and writes sysctls of one network namespace. */
 export interface Sysctl {
@@ -58,22 +57,23 @@ export class ProcSysctl implements Sysctl {
  * Costs a process per call: prefer `NetnsWorker.sysctl` when a worker exists anyway.
  */
 export class NsenterSysctl implements Sysctl {
-  private readonly path: string;
+  private readonly cmd: string;
+  private readonly prefix: string[];
 
   /** @param netns a netns name under /run/netns or an nsfs path. */
   constructor(netns: string) {
-    this.path = netnsPath(netns);
+    [this.cmd, ...this.prefix] = inNetns('sysctl', netns);
   }
 
   async get(key: string): Promise<string> {
     sysctlPath('sysctl.get', key);
-    const { stdout } = await execTool('sysctl.get', 'nsenter', [`--net=${this.path}`, 'sysctl', '-n', key]);
+    const { stdout } = await execTool('sysctl.get', this.cmd, [...this.prefix, '-n', key]);
     return stdout.trim();
   }
 
   async set(key: string, value: string | number): Promise<void> {
     sysctlPath('sysctl.set', key);
-    await execTool('sysctl.set', 'nsenter', [`--net=${this.path}`, 'sysctl', '-q', '-w', `${key}=${value}`]);
+    await execTool('sysctl.set', this.cmd, [...this.prefix, '-q', '-w', `${key}=${value}`]);
   }
 }
 
