@@ -7,12 +7,13 @@ import { join } from 'node:path';
 import { cleanupLeftovers } from '../../src/drivers/cleanup.js';
 import { closeSharedNetnsRoamer } from '../../src/kernel/index.js';
 import type { DriverContext, NetworkDriver } from '../../src/drivers/types.js';
-import { taskName, type Network, type NetworkDriver as DriverName, type Task } from '../../src/model/types.js';
+import { taskName, type Network, type NetworkDriver as DriverName, type Node, type Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import { TERMINAL } from '../manager/plan.js';
 import { NodeDns, type NodeDnsOptions } from './dns.js';
 import { drainConnections } from './drain.js';
 import { HealthMonitor } from './health.js';
+import { INGRESS_SANDBOX_ID, NodeIngress, type NodeIngressOptions } from './ingress.js';
 import { NodeLb, type NodeLbOptions } from './lb.js';
 import { LocalIndex } from './local-index.js';
 import { NodeNetworks } from './networks.js';
@@ -40,6 +41,10 @@ export interface AgentOptions {
   dns?: NodeDnsOptions;
   /** VIP load balancing in every task sandbox (with `network` only). */
   lb?: NodeLbOptions;
+  /** Published ports: the node's host hop and its ingress sandbox (with `network` only). */
+  ingress?: NodeIngressOptions;
+  /** The ports processes on the node listen on (`8080/tcp`), reported so they are not published over. */
+  boundPorts?: () => string[];
   log?: (msg: string) => void;
 }
 
@@ -58,6 +63,8 @@ export class Agent {
   readonly dns: NodeDns | undefined;
   /** VIP balancing in the node's task sandboxes (with network isolation and a dataplane). */
   readonly lb: NodeLb | undefined;
+  /** Published ports (routing mesh) on this node (with network isolation and a dataplane). */
+  readonly ingress: NodeIngress | undefined;
   /** Health checks of the node's tasks. */
   readonly health: HealthMonitor;
   /** Pid of each task process as last reported running (health reports carry it). */
@@ -76,7 +83,7 @@ export class Agent {
     }
     this.session = new AgentSession({
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
-      index: this.index, log: (m) => opts.log?.(m),
+      index: this.index, log: (m) => opts.log?.(m), ...(opts.boundPorts ? { boundPorts: opts.boundPorts } : {}),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },
       onLogs: (tasks, follow, send, end) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), follow, send, end),
     });
@@ -94,6 +101,11 @@ export class Agent {
       this.lb = lb;
       this.index.onChange((changes) => lb.changed(changes.length));
     }
+    if (this.net && opts.ingress) {
+      const ingress = new NodeIngress(this.index, () => this.nodeId, { ...opts.ingress, ...(opts.log ? { log: opts.log } : {}) });
+      this.ingress = ingress;
+      this.index.onChange(() => ingress.changed());
+    }
     this.health = new HealthMonitor((id, healthy, message) => this.onHealth(id, healthy, message));
     this.index.onChange(() => this.runner.run());
     this.runtime.onEvent((e) => this.onTaskEvent(e));
@@ -105,6 +117,7 @@ export class Agent {
     this.session.start();
     this.runner.start();
     this.lb?.start();
+    this.ingress?.start();
   }
 
   async stop(): Promise<void> {
@@ -114,6 +127,7 @@ export class Agent {
     this.drainAbort.abort();
     await Promise.all(this.stopping.values());
     await this.lb?.stop();
+    await this.ingress?.stop();
     await this.dns?.close();
     if (this.net) await closeSharedNetnsRoamer();
     await this.runtime.close();
@@ -133,24 +147,33 @@ export class Agent {
     const mine = all.filter((t) => t.nodeId === nodeId);
     const services = new Map(this.index.services().map((s) => [s.id, s]));
     const networks = new Map(this.index.networks().map((n) => [n.id, n]));
-    const netsOf = (t: Task): Network[] =>
-      (services.get(t.serviceId)?.spec.networks ?? []).map((n) => networks.get(n.network)).filter((n): n is Network => n !== undefined);
+    // The cluster's ingress network: tasks of services with published ports have an endpoint
+    // there (after their own networks), and so does this node's ingress sandbox.
+    const ingressNet = [...networks.values()].find((n) => n.ingress);
+    const self = this.index.get<Node>(`/shoal/nodes/${nodeId}`);
+    const sboxAddr = this.ingress && ingressNet && self?.ingress?.network === ingressNet.id ? self.ingress.v4 : undefined;
+    const netsOf = (t: Task): Network[] => [
+      ...(services.get(t.serviceId)?.spec.networks ?? []).map((n) => networks.get(n.network)).filter((n): n is Network => n !== undefined),
+      ...(ingressNet && t.addresses[ingressNet.id] ? [ingressNet] : []),
+    ];
     const runnable = mine.filter((t) => t.desiredState === 'running' && t.status.state !== 'orphaned' && services.has(t.serviceId));
     const wanted = new Set(runnable.map((t) => t.id));
     const net = this.net;
     // Tasks meant to stop that have not ended yet drain in the background: their networks stay.
     const ending = mine.filter((t) => t.desiredState === 'shutdown' && !TERMINAL.has(t.status.state));
     const neededNets = new Set([...runnable, ...ending].flatMap((t) => netsOf(t).map((n) => n.id)));
+    if (ingressNet && sboxAddr) neededNets.add(ingressNet.id);
     if (net && !this.leftoversCleaned) {
       // Once, with the first full view: sandboxes, links and networks that nothing assigned here
       // needs are leftovers of a crash; what is still needed is kept (and adopted below).
-      await net.sandboxes.cleanupLeftovers(wanted);
+      await net.sandboxes.cleanupLeftovers(sboxAddr ? new Set([...wanted, INGRESS_SANDBOX_ID]) : wanted);
       await cleanupLeftovers(net.ctx, neededNets);
       this.leftoversCleaned = true;
     }
     if (net) {
       await net.networks.ensure([...neededNets].map((id) => networks.get(id) as Network), all, new Map(this.index.nodes().map((n) => [n.id, n])), nodeId);
       await this.dns?.ensureListeners(net.networks.list());
+      if (ingressNet && sboxAddr) await this.ingress?.ensureSandbox(net.sandboxes, ingressNet, sboxAddr);
     }
     for (const t of runnable) {
       const svc = services.get(t.serviceId);
@@ -162,8 +185,9 @@ export class Agent {
       let command = svc.spec.command;
       if (net) {
         const nets = netsOf(t);
-        // The resolver is reached on the first network that has a listener (not macvlan).
-        const dnsNet = nets.find((n) => n.driver !== 'macvlan');
+        // The resolver is reached on the first network that has a listener (not macvlan; the
+        // ingress network only when the task has no other).
+        const dnsNet = nets.find((n) => n.driver !== 'macvlan' && !n.ingress) ?? nets.find((n) => n.ingress);
         const ns = await net.sandboxes.ensure(t, nets, { ...(dnsNet ? { gateway: dnsNet.ipam.v4.gateway } : {}), ...(svc.spec.dnsOptions ? { options: svc.spec.dnsOptions } : {}) });
         // VIPs work from the task's first instruction: its dataplane is programmed before it starts.
         await this.lb?.ensureSandbox(t.id, ns, nets.map((n) => n.id));

@@ -10,7 +10,7 @@ import { isPeerProgrammer, type NetworkDriver, type Peer } from '../../src/drive
 import type { Network, NetworkDriver as DriverName, Node, Task } from '../../src/model/types.js';
 import { TERMINAL } from '../manager/plan.js';
 
-/** Remote endpoints of `net` as peers: tasks of other nodes that are meant to run (or still drain) and have an address there. */
+/** Remote endpoints of `net` as peers: tasks of other nodes that are meant to run (or still drain) and have an address there (and, on the ingress network, other nodes' ingress sandboxes). */
 export function peersOf(net: Network, tasks: Task[], nodes: ReadonlyMap<string, Node>, selfId: string): Peer[] {
   const peers: Peer[] = [];
   for (const t of tasks) {
@@ -24,6 +24,14 @@ export function peersOf(net: Network, tasks: Task[], nodes: ReadonlyMap<string, 
     const mac = macFromIPv4(addr.v4);
     peers.push({ ip: addr.v4, mac, vtep: node.address });
     if (addr.v6) peers.push({ ip: addr.v6, mac, vtep: node.address });
+  }
+  // The ingress network also carries every other node's ingress sandbox: replicas answer the
+  // sandbox that balanced (and masqueraded) a flow to them.
+  if (net.ingress) {
+    for (const node of nodes.values()) {
+      if (node.id === selfId || node.state !== 'ready' || node.ingress?.network !== net.id) continue;
+      peers.push({ ip: node.ingress.v4, mac: macFromIPv4(node.ingress.v4), vtep: node.address });
+    }
   }
   return peers;
 }

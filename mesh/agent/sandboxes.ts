@@ -54,8 +54,11 @@ async function openWithRoamer(ns: string): Promise<SandboxAccess> {
   return { links: roamer.links(ns), sysctl: roamer.sysctl(ns), done: async () => undefined };
 }
 
+/** Whose sandbox: a task, or the node's ingress sandbox (an id and its addresses per network). */
+export type SandboxOwner = Pick<Task, 'id' | 'addresses'>;
+
 /** What a sandbox is made of; equal plans need no kernel work. */
-function planKey(task: Task, nets: Network[], dns: SandboxDnsConfig): string {
+function planKey(task: SandboxOwner, nets: Network[], dns: SandboxDnsConfig): string {
   return JSON.stringify([nets.map((n) => [n.id, task.addresses[n.id]]), dns.gateway, dns.options]);
 }
 
@@ -79,7 +82,7 @@ export class Sandboxes {
    * Makes the task's sandbox: namespace, loopback up, one endpoint per network, resolv.conf.
    * `nets` in the service's order; `dns` says which gateway's resolver serves the task.
    */
-  async ensure(task: Task, nets: Network[], dns: SandboxDnsConfig): Promise<string> {
+  async ensure(task: SandboxOwner, nets: Network[], dns: SandboxDnsConfig): Promise<string> {
     const ns = this.netnsOf(task.id);
     const key = planKey(task, nets, dns);
     const loopback = (this.opts.loopbackResolver ?? true) && dns.gateway !== undefined;
@@ -107,7 +110,7 @@ export class Sandboxes {
   }
 
   /** Removes the task's endpoints and namespace. Idempotent. */
-  async remove(task: Task, nets: Network[]): Promise<void> {
+  async remove(task: SandboxOwner, nets: Network[]): Promise<void> {
     const ns = this.netnsOf(task.id);
     for (const net of nets) {
       const addr = task.addresses[net.id];

@@ -19,6 +19,8 @@ export interface SessionOptions {
   onWelcome?: (node: Node) => void;
   /** Serves a manager's request for task output; returns a cancel function. */
   onLogs?: (tasks: Array<{ id: string; name: string }>, follow: boolean, send: (taskId: string, data: string) => void, end: () => void) => () => void;
+  /** The ports processes on the node listen on (`8080/tcp`): sent at join and when they change. */
+  boundPorts?: () => string[];
   /** Max reconnect back-off. Default 2 s: an agent must be back quickly after a manager restart. */
   maxBackoffMs?: number;
 }
@@ -38,6 +40,8 @@ export class AgentSession {
   node: Node | undefined;
   connected = false;
   private readonly pending: string[] = [];
+  /** Bound ports as last sent to the manager (JSON). */
+  private sentPorts = '';
   /** Log streams this session serves, by stream id (cancelled when the session ends). */
   private readonly logStreams = new Map<string, () => void>();
 
@@ -65,6 +69,15 @@ export class AgentSession {
 
   private log(msg: string): void { this.opts.log?.(msg); }
 
+  private scanPorts(): string[] | undefined {
+    try {
+      return this.opts.boundPorts?.();
+    } catch (e) {
+      this.log(`listing the node's bound ports failed: ${String(e)}`);
+      return undefined;
+    }
+  }
+
   private connect(): void {
     if (this.stopped) return;
     const ws = new WebSocket(wsUrl(this.opts.managerUrl, '/v1/agent'), {
@@ -74,6 +87,11 @@ export class AgentSession {
     ws.on('open', () => {
       const join: Record<string, unknown> = { type: 'join', name: this.opts.name, address: this.opts.address };
       if (this.opts.index.synced) join['revision'] = this.opts.index.revision;
+      const ports = this.scanPorts();
+      if (ports) {
+        join['boundPorts'] = ports;
+        this.sentPorts = JSON.stringify(ports);
+      }
       ws.send(JSON.stringify(join));
     });
     ws.on('message', (data) => this.onMessage(ws, data.toString()));
@@ -106,7 +124,13 @@ export class AgentSession {
       const ttl = typeof msg['leaseTtlSeconds'] === 'number' ? msg['leaseTtlSeconds'] : 10;
       if (this.heartbeat) clearInterval(this.heartbeat);
       this.heartbeat = setInterval(() => {
-        if (ws.readyState === WebSocket.OPEN) ws.send('{"type":"heartbeat"}');
+        if (ws.readyState !== WebSocket.OPEN) return;
+        ws.send('{"type":"heartbeat"}');
+        const ports = this.scanPorts();
+        if (ports && JSON.stringify(ports) !== this.sentPorts) {
+          this.sentPorts = JSON.stringify(ports);
+          ws.send(JSON.stringify({ type: 'bound-ports', ports }));
+        }
       }, Math.max(200, (ttl * 1000) / 4));
       for (const m of this.pending.splice(0)) ws.send(m);
       this.opts.onWelcome?.(this.node);

@@ -1,8 +1,9 @@
 /**
  * The agent side of the manager: one WebSocket per agent, authenticated with the join token.
  *
- * Agent -> manager: `{type:"join", name, address, revision?}` first, then `{type:"heartbeat"}`
- * every few seconds and `{type:"task-status", taskId, status}` when a task changes state.
+ * Agent -> manager: `{type:"join", name, address, revision?, boundPorts?}` first, then `{type:"heartbeat"}`
+ * every few seconds, `{type:"task-status", taskId, status}` when a task changes state and
+ * `{type:"bound-ports", ports}` when the ports the node's processes listen on change.
  * Manager -> agent: `{type:"welcome", node, leaseTtlSeconds}`, then the watch stream
  * (watch.ts frames), resuming from `revision` when the agent had one.
  * A heartbeat on an expired lease closes the session with 4010: the agent re-joins.
@@ -12,10 +13,10 @@ import { conflict, invalid, messageOf } from '../../src/errors.js';
 import type { Task, TaskStatus } from '../../src/model/types.js';
 import type { Store } from '../../src/store/types.js';
 import type { Manager } from '../manager/index.js';
-import { joinNode } from '../manager/nodes.js';
+import { joinNode, reportBoundPorts } from '../manager/nodes.js';
 import type { LogRelay } from './log-relay.js';
 import { getObject, putObject, unchanged } from '../manager/objects.js';
-import { parseNodeJoin } from './validate.js';
+import { parseBoundPorts, parseNodeJoin } from './validate.js';
 import { streamWatch } from './watch.js';
 
 export const CLOSE_LEASE_EXPIRED = 4010;
@@ -88,6 +89,10 @@ export function handleAgentSession(ws: WebSocket, m: Manager, relay: LogRelay, l
       } catch {
         ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again');
       }
+      return;
+    }
+    if (msg['type'] === 'bound-ports') {
+      await reportBoundPorts(m.store, nodeId, parseBoundPorts(msg['ports'] as never));
       return;
     }
     if (msg['type'] === 'task-status') {

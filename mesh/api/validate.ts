@@ -322,14 +322,30 @@ export function parseNodeUpdate(body: Json): NodeUpdate {
   return u;
 }
 
-export interface NodeJoin { name: string; address: string }
+export interface NodeJoin { name: string; address: string; boundPorts?: string[] }
 
 /** The hello an agent sends when it joins. */
 export function parseNodeJoin(body: Json): NodeJoin {
   const o = object(body, 'join request');
-  onlyFields(o, ['type', 'name', 'address', 'revision'], 'join request');
+  onlyFields(o, ['type', 'name', 'address', 'revision', 'boundPorts'], 'join request');
   const name = validateName(o['name'], 'node name');
   const address = str(o, 'address', 'join request');
   if (!address || isIP(address) === 0) throw invalid(`join request needs the node's underlay address (an IPv4 or IPv6 address)`);
-  return { name, address };
+  const out: NodeJoin = { name, address };
+  if (o['boundPorts'] !== undefined) out.boundPorts = parseBoundPorts(o['boundPorts']);
+  return out;
+}
+
+const BOUND_PORT = /^([1-9]\d{0,4})\/(tcp|udp)$/;
+
+/** The ports a node's processes listen on, as its agent reports them: `["8080/tcp", "53/udp"]`. */
+export function parseBoundPorts(v: Json): string[] {
+  if (!Array.isArray(v) || v.length > 131_072) throw invalid(`boundPorts must be a list of 'PORT/tcp|udp'`);
+  const out = new Set<string>();
+  for (const p of v) {
+    const m = typeof p === 'string' ? BOUND_PORT.exec(p) : null;
+    if (!m || Number(m[1]) > 65_535) throw invalid(`boundPorts: '${String(p)}' is not 'PORT/tcp' or 'PORT/udp'`);
+    out.add(p as string);
+  }
+  return [...out].sort();
 }

@@ -30,3 +30,13 @@ export async function chooseDataplane(choice: DataplaneChoice, log: (m: string) 
     make: (ns) => new NftLoadBalancer({ nft: new ExecNft({ netns: ns }), table: SANDBOX_LB_TABLE, conntrack: new ExecConntrack({ netns: ns }) }),
   };
 }
+
+/**
+ * The host hop of published ports (the node's own namespace): always nftables, table
+ * `<prefix>_publish`. A node publishes few ports, so what a removed port leaves behind is
+ * deleted with every change (collectAt 0) rather than in bulk later: an unpublished port
+ * leaves nothing in the node's ruleset.
+ */
+export function hostPublishDataplane(prefix: string): NftLoadBalancer {
+  return new NftLoadBalancer({ nft: new ExecNft(), table: `${prefix}_publish`, conntrack: new ExecConntrack(), collectAt: () => 0 });
+}

@@ -18,7 +18,8 @@ import { invalid, unavailable } from '../../src/errors.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
-import { chooseDataplane, type DataplaneChoice } from './dataplane.js';
+import { boundPorts } from '../agent/bound-ports.js';
+import { chooseDataplane, hostPublishDataplane, type DataplaneChoice } from './dataplane.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
 import { Manager } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
@@ -142,7 +143,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
     : undefined;
   const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
-  if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox`);
+  if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox and the ingress sandbox; published ports: nftables in the node's namespace`);
   else if (!ctx) o.log('load balancing: off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes)');
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
@@ -152,6 +153,8 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
       ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),
     },
     ...(lb ? { lb: { ...lb, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
+    ...(lb && ctx ? { ingress: { host: hostPublishDataplane(ctx.prefix), make: lb.make, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
+    boundPorts: () => boundPorts(address),
   });
   agent.start();
   return { agent, async stop() { await agent.stop(); await ctx?.close(); } };

@@ -41,8 +41,8 @@ export const alloc = {
   vni(store: Store, owner: string): Promise<Claim<number>> {
     return claimVni(store, undefined, { owner });
   },
-  port(store: Store, r: { protocol: Protocol; requested: number | undefined; owner: string; label: string; pending: Array<Claim<unknown>> }): Promise<Claim<number>> {
-    return claimPort(store, r.protocol, r.requested, { owner: r.owner, label: r.label, pending: r.pending });
+  port(store: Store, r: { protocol: Protocol; requested: number | undefined; owner: string; label: string; pending: Array<Claim<unknown>>; avoid?: (port: number) => boolean }): Promise<Claim<number>> {
+    return claimPort(store, r.protocol, r.requested, { owner: r.owner, label: r.label, pending: r.pending, ...(r.avoid ? { avoid: r.avoid } : {}) });
   },
   releaseSubnet, releaseAddress, releaseNetworkAddresses, releaseVni, releasePort,
 };

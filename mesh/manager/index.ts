@@ -5,6 +5,7 @@
  */
 import type { Store, Watcher } from '../../src/store/types.js';
 import { ensureCluster, type ClusterInfo } from './cluster.js';
+import { ensureIngressNetwork } from './ingress.js';
 import { watchLiveness } from './nodes.js';
 import { Scheduler } from './scheduler.js';
 
@@ -36,6 +37,8 @@ export class Manager {
 
   async start(): Promise<void> {
     this.cluster = await ensureCluster(this.store);
+    // Before any agent can join: every node's ingress sandbox gets its address at join.
+    await ensureIngressNetwork(this.store);
     this.liveness = await watchLiveness(this.store, (e) => { this.failures.liveness++; this.log('node liveness update failed', e); });
     this.scheduler.start();
   }

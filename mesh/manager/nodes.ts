@@ -11,6 +11,7 @@ import { alivePrefix, aliveKey, nameKey } from '../../src/model/keys.js';
 import type { Node } from '../../src/model/types.js';
 import type { Store, Watcher } from '../../src/store/types.js';
 import type { NodeJoin, NodeUpdate } from '../api/validate.js';
+import { claimNodeIngress, releaseNodeIngress } from './ingress.js';
 import {
   deleteName, deleteObject, getObject, listObjects, nameFree, putName, putObject, resolveObject, unchanged,
 } from './objects.js';
@@ -26,9 +27,13 @@ export async function joinNode(store: Store, req: NodeJoin, leaseTtlSeconds: num
     const node: Node = existing
       ? { ...existing.obj, address: req.address, state: 'ready', lease: lease.id, updatedAt: now }
       : { id: newId(), name: req.name, address: req.address, state: 'ready', availability: 'active', lease: lease.id, labels: {}, createdAt: now, updatedAt: now };
+    if (req.boundPorts) node.boundPorts = req.boundPorts;
+    const ingress = await claimNodeIngress(store, node);
+    if (ingress) node.ingress = ingress.ingress;
     const res = await store.txn({
-      compare: existing ? [unchanged('nodes', node.id, existing.modRevision)] : [nameFree('nodes', req.name)],
+      compare: [...(existing ? [unchanged('nodes', node.id, existing.modRevision)] : [nameFree('nodes', req.name)]), ...(ingress?.claim.compares ?? [])],
       success: [
+        ...(ingress?.claim.ops ?? []),
         putObject('nodes', node.id, node),
         ...(existing ? [] : [putName('nodes', req.name, node.id)]),
         { type: 'put', key: aliveKey(node.id), value: req.address, lease: lease.id },
@@ -91,11 +96,22 @@ export async function removeNode(store: Store, ref: string, force: boolean): Pro
   }
   const res = await store.txn({
     compare: [unchanged('nodes', v.obj.id, v.modRevision)],
-    success: [deleteObject('nodes', v.obj.id), deleteName('nodes', v.obj.name), { type: 'delete', key: aliveKey(v.obj.id) }],
+    success: [deleteObject('nodes', v.obj.id), deleteName('nodes', v.obj.name), { type: 'delete', key: aliveKey(v.obj.id) }, ...releaseNodeIngress(v.obj)],
   });
   if (!res.succeeded) throw conflict(`node '${v.obj.name}' changed meanwhile; try again`);
   if (v.obj.lease) await store.revokeLease(v.obj.lease).catch(() => undefined);
   return v.obj;
+}
+
+/** Records the ports a node's processes listen on (its agent reports them when they change). */
+export async function reportBoundPorts(store: Store, nodeId: string, ports: string[]): Promise<void> {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const v = await getObject(store, 'nodes', nodeId);
+    if (!v || JSON.stringify(v.obj.boundPorts ?? []) === JSON.stringify(ports)) return;
+    const res = await store.txn({ compare: [unchanged('nodes', nodeId, v.modRevision)], success: [putObject('nodes', nodeId, { ...v.obj, boundPorts: ports })] });
+    if (res.succeeded) return;
+  }
+  throw conflict(`node ${nodeId} kept changing; its bound ports were not recorded`);
 }
 
 export async function pruneNodes(store: Store): Promise<string[]> {

@@ -7,10 +7,11 @@
  */
 import { newId } from '../../src/ids.js';
 import { ROOT } from '../../src/model/keys.js';
-import type { Task } from '../../src/model/types.js';
+import type { Network, Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import type { Store, TxnOp, Watcher } from '../../src/store/types.js';
 import { alloc, type Claim } from './alloc.js';
+import { ingressNetwork, publishes } from './ingress.js';
 import { listObjects, putObject, deleteObject, unchanged, getObject } from './objects.js';
 import { plan, specHash, type PlanStep } from './plan.js';
 
@@ -108,16 +109,23 @@ export class Scheduler {
       const svc = cur.obj;
       const claims: Array<Claim<string>> = [];
       const addresses: Task['addresses'] = {};
+      const nets: Network[] = [];
       for (const n of svc.spec.networks) {
         const net = await getObject(this.store, 'networks', n.network);
         if (!net) throw new Error(`network ${n.network} of service ${svc.spec.name} is gone`);
-        const v4 = await alloc.address(this.store, { networkId: net.obj.id, subnet: net.obj.ipam.v4.subnet, gateway: net.obj.ipam.v4.gateway, owner: `task:${id}`, networkName: net.obj.name });
+        nets.push(net.obj);
+      }
+      // A service with published ports: its tasks are reached by every node's ingress sandbox.
+      const ingress = publishes(svc) ? await ingressNetwork(this.store) : undefined;
+      if (ingress) nets.push(ingress);
+      for (const net of nets) {
+        const v4 = await alloc.address(this.store, { networkId: net.id, subnet: net.ipam.v4.subnet, gateway: net.ipam.v4.gateway, owner: `task:${id}`, networkName: net.name });
         claims.push(v4);
-        addresses[net.obj.id] = { v4: v4.value };
-        if (net.obj.ipam.v6) {
-          const v6 = await alloc.address(this.store, { networkId: net.obj.id, subnet: net.obj.ipam.v6.subnet, gateway: net.obj.ipam.v6.gateway, owner: `task:${id}`, networkName: net.obj.name });
+        addresses[net.id] = { v4: v4.value };
+        if (net.ipam.v6) {
+          const v6 = await alloc.address(this.store, { networkId: net.id, subnet: net.ipam.v6.subnet, gateway: net.ipam.v6.gateway, owner: `task:${id}`, networkName: net.name });
           claims.push(v6);
-          addresses[net.obj.id] = { v4: v4.value, v6: v6.value };
+          addresses[net.id] = { v4: v4.value, v6: v6.value };
         }
       }
       const task: Task = {

@@ -12,7 +12,7 @@ import type { Compare, Store, TxnOp } from '../../src/store/types.js';
 import type { ServiceCreate, ServiceNetworkRef, ServiceUpdate } from '../api/validate.js';
 import { alloc, type Claim } from './alloc.js';
 import {
-  deleteName, deleteObject, nameFree, putName, putObject, resolveObject, unchanged,
+  deleteName, deleteObject, listObjects, nameFree, putName, putObject, resolveObject, unchanged,
 } from './objects.js';
 
 async function resolveNetworks(store: Store, refs: ServiceNetworkRef[]): Promise<Array<{ net: Network; aliases: string[] }>> {
@@ -28,16 +28,38 @@ async function resolveNetworks(store: Store, refs: ServiceNetworkRef[]): Promise
 
 const portKey = (p: PortConfig): string => `${p.published}/${p.protocol}`;
 
-/** Claims published ports not already held by this service (`held`: ports it keeps). */
+/** Ports that processes listen on, by `PORT/proto`, with the ready nodes they are bound on. */
+async function boundOnNodes(store: Store): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const { obj: n } of await listObjects(store, 'nodes')) {
+    if (n.state !== 'ready') continue;
+    for (const p of n.boundPorts ?? []) out.set(p, [...(out.get(p) ?? []), n.name]);
+  }
+  return out;
+}
+
+/**
+ * Claims published ports not already held by this service (`held`: ports it keeps). A port a
+ * process listens on at some node cannot be published (the node would take its traffic away,
+ * or the process would shadow a host-mode port); an auto-assigned port skips those.
+ */
 async function claimPorts(store: Store, serviceId: string, name: string, ports: PortConfig[], held: Set<string>): Promise<{ ports: PortConfig[]; claims: Array<Claim<number>> }> {
   const claims: Array<Claim<number>> = [];
   const out: PortConfig[] = [];
+  const bound = await boundOnNodes(store);
   for (const p of ports) {
     if (p.published !== 0 && held.has(portKey(p))) {
       out.push(p);
       continue;
     }
-    const c = await alloc.port(store, { protocol: p.protocol, requested: p.published === 0 ? undefined : p.published, owner: `service:${serviceId}`, label: `service '${name}'`, pending: claims });
+    const busy = p.published !== 0 ? bound.get(portKey(p)) : undefined;
+    if (busy) {
+      throw conflict(`port ${portKey(p)} is already in use on node${busy.length > 1 ? 's' : ''} ${busy.join(', ')} (a process there listens on it); choose another published port`, 'PORT_IN_USE');
+    }
+    const c = await alloc.port(store, {
+      protocol: p.protocol, requested: p.published === 0 ? undefined : p.published, owner: `service:${serviceId}`, label: `service '${name}'`, pending: claims,
+      avoid: (port) => bound.has(`${port}/${p.protocol}`),
+    });
     claims.push(c);
     out.push({ ...p, published: c.value });
   }

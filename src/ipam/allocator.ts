@@ -346,7 +346,7 @@ function checkProtocol(protocol: string): asserts protocol is Protocol {
  * picks a free port in AUTO_PORT_MIN..AUTO_PORT_MAX from a random offset.
  * Throws InvalidParameter (bad protocol or port), Conflict IPAM_IN_USE / IPAM_EXHAUSTED.
  */
-export async function claimPort(store: Store, protocol: Protocol, requested: number | undefined, opts: OwnerOptions): Promise<Claim<number>> {
+export async function claimPort(store: Store, protocol: Protocol, requested: number | undefined, opts: OwnerOptions & { avoid?: (port: number) => boolean }): Promise<Claim<number>> {
   checkProtocol(protocol);
   const explicit = requested !== undefined && requested !== 0;
   if (explicit && (!Number.isInteger(requested) || requested < 1 || requested > 65_535)) {
@@ -362,7 +362,9 @@ export async function claimPort(store: Store, protocol: Protocol, requested: num
   }
   const lo = BigInt(AUTO_PORT_MIN);
   const hi = BigInt(AUTO_PORT_MAX);
-  const p = firstFree(lo, hi, lo + randomBelow(hi - lo + 1n), (n) => held.has(portKey(protocol, Number(n))), BigInt(held.size) + 1n);
+  const avoid = opts.avoid;
+  // Held ports alone: one free port is within held.size + 1 steps; with ports to avoid, walk the range.
+  const p = firstFree(lo, hi, lo + randomBelow(hi - lo + 1n), (n) => held.has(portKey(protocol, Number(n))) || (avoid?.(Number(n)) ?? false), avoid ? undefined : BigInt(held.size) + 1n);
   if (p === undefined) throw exhausted(`no free ${protocol} port left in ${AUTO_PORT_MIN}-${AUTO_PORT_MAX}; publish an explicit port or remove unused services`);
   return take(Number(p), portKey(protocol, Number(p)), ownerOf(opts));
 }

@@ -156,6 +156,10 @@ export interface Node {
   availability: NodeAvailability;
   /** Store lease held by the node's agent; the node is down when it expires. */
   lease: number;
+  /** The node's ingress sandbox endpoint on the cluster's ingress network (allocated when it joins). */
+  ingress?: { network: string; v4: string };
+  /** Ports a process on the node listens on (`8080/tcp`), as its agent last reported: not publishable. */
+  boundPorts?: string[];
   labels: Record<string, string>;
   createdAt: string;
   updatedAt: string;

@@ -1,0 +1,97 @@
+/**
+ * Desired state of published ports on one node (pure): what the node's own namespace and its
+ * ingress sandbox must balance. Two hops, Docker swarm's routing mesh with kube-proxy's
+ * traffic policies:
+ *
+ * - ingress mode, `cluster` policy (default): the node DNATs `<node address>:P` to its ingress
+ *   sandbox's address on the ingress network (same port); the sandbox balances across every
+ *   serving replica's ingress address on any node, masquerading to its own address, so replies
+ *   come back through it over the overlay. Same backends, health and drain as a VIP.
+ * - ingress mode, `local` policy: the node DNATs straight to its OWN serving replicas (no SNAT:
+ *   the replica sees the client's address; replies go back through the node, the replica's
+ *   default route). A node with no local replica refuses (the frontend exists, no backends).
+ * - host mode: like `local`, but the port exists only on nodes where a replica of the service
+ *   is meant to run (elsewhere nothing answers on it).
+ *
+ * A direct (local/host) backend is the replica's address on its default-route network (its
+ * first bridge or overlay network; the ingress network when it has no other), which the node
+ * reaches over its own bridge and which routes replies back through the node.
+ */
+import { isDraining } from '../src/model/serving.js';
+import type { Network, Node, PortConfig, Service, Task } from '../src/model/types.js';
+import { backendsOf } from './desired.js';
+import type { LbBackend, LbScheduler, VirtualService } from './types.js';
+
+export interface PublishedInput {
+  services: Iterable<Service>;
+  /** Tasks by service id (ingress/desired.ts `tasksByService`). */
+  byService: ReadonlyMap<string, Task[]>;
+  nodes: ReadonlyMap<string, Node>;
+  networks: ReadonlyMap<string, Network>;
+  /** This node: its id, the address published ports answer on, its ingress sandbox address. */
+  self: { id: string; address: string; ingress?: { network: string; v4: string } };
+}
+
+export interface PublishedState {
+  /** Frontends at the node's address, in the node's own namespace. */
+  host: VirtualService[];
+  /** Frontends at the ingress sandbox's address, in the sandbox. */
+  sandbox: VirtualService[];
+  /** Per published port, for metrics: serving backends it can reach from this node. */
+  ports: Array<{ service: string; port: number; protocol: string; mode: string; serving: number }>;
+}
+
+function settings(svc: Service): Pick<VirtualService, 'scheduler' | 'affinity'> {
+  const scheduler: LbScheduler = svc.spec.scheduler ?? 'rr';
+  const aff = svc.spec.affinityTimeoutSeconds ?? 0;
+  return aff > 0 ? { scheduler, affinity: { timeoutSeconds: aff } } : { scheduler };
+}
+
+/** The network a direct backend is reached on: the task's default-route network. */
+export function directNetwork(svc: Service, networks: ReadonlyMap<string, Network>, ingressId: string | undefined): string | undefined {
+  const first = svc.spec.networks[0] ? networks.get(svc.spec.networks[0].network) : undefined;
+  if (first) return first.driver === 'macvlan' ? undefined : first.id;
+  return ingressId;
+}
+
+/** A replica of `svc` on this node that is meant to run or still drains (host-mode ports open while one exists). */
+const presentHere = (t: Task, selfId: string): boolean => t.nodeId === selfId && (t.desiredState === 'running' || isDraining(t));
+
+export function publishedServices(input: PublishedInput): PublishedState {
+  const { self, nodes } = input;
+  const out: PublishedState = { host: [], sandbox: [], ports: [] };
+  const ingressId = self.ingress?.network;
+  const sorted = [...input.services].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
+  for (const svc of sorted) {
+    if (svc.spec.ports.length === 0) continue;
+    const tasks = input.byService.get(svc.id) ?? [];
+    const local = tasks.filter((t) => t.nodeId === self.id);
+    const direct = directNetwork(svc, input.networks, ingressId);
+    for (const p of svc.spec.ports) {
+      const base = { port: p.published, protocol: p.protocol, service: svc.spec.name };
+      const report = (backends: LbBackend[]): void => {
+        out.ports.push({ service: svc.spec.name, port: p.published, protocol: p.protocol, mode: modeOf(svc, p), serving: backends.filter((b) => b.weight > 0).length });
+      };
+      if (p.mode === 'host' || svc.spec.trafficPolicy === 'local') {
+        if (p.mode === 'host' && !tasks.some((t) => presentHere(t, self.id))) continue;
+        const backends = direct ? backendsOf(svc, direct, p.target, local, nodes) : [];
+        out.host.push({ ...base, address: self.address, ...settings(svc), backends });
+        report(backends);
+        continue;
+      }
+      // ingress mode, cluster policy: node -> its ingress sandbox -> any replica.
+      if (!ingressId || !self.ingress) continue;
+      const sbox = self.ingress.v4;
+      out.host.push({ ...base, address: self.address, scheduler: 'rr', backends: [{ address: sbox, port: p.published, weight: 1 }] });
+      const backends = backendsOf(svc, ingressId, p.target, tasks, nodes);
+      out.sandbox.push({ ...base, address: sbox, ...settings(svc), masquerade: true, backends });
+      report(backends);
+    }
+  }
+  return out;
+}
+
+function modeOf(svc: Service, p: PortConfig): string {
+  return p.mode === 'host' ? 'host' : svc.spec.trafficPolicy === 'local' ? 'ingress-local' : 'ingress';
+}
+

@@ -1,0 +1,144 @@
+/**
+ * The routing mesh on one node: published ports (ingress/published.ts says what goes where).
+ *
+ * - The node's own namespace holds the `host` hop: an nftables dataplane whose frontends are
+ *   `<node address>:P`; `cluster` ports go to the ingress sandbox, `local` and host-mode ports
+ *   straight to this node's replicas.
+ * - The ingress sandbox (`<nsPrefix>ingress-sbox`, an endpoint on the cluster's ingress overlay,
+ *   default route via the node) holds the `sandbox` hop in the node's VIP dataplane (IPVS or
+ *   nftables): every serving replica on any node, masqueraded, over VXLAN.
+ *
+ * Nothing is removed when the agent stops: the sandbox, its rules and the host table stay, so
+ * established connections survive an agent restart (the restarted agent re-syncs the same
+ * state); removing or unpublishing a service removes its frontends on the next sync.
+ */
+import { Gauge, type Registry } from 'prom-client';
+import { tasksByService } from '../../ingress/desired.js';
+import { Proxier } from '../../ingress/proxier.js';
+import { publishedServices, type PublishedState } from '../../ingress/published.js';
+import type { LbBackendStats, LoadBalancer } from '../../ingress/types.js';
+import { netnsSysctl } from '../../src/kernel/index.js';
+import type { Network, Node } from '../../src/model/types.js';
+import { BoundedFrequencyRunner } from '../../src/runner.js';
+import type { LocalIndex } from './local-index.js';
+import type { Sandboxes } from './sandboxes.js';
+
+/** The ingress sandbox's id among the agent's sandboxes (its netns is `<nsPrefix>ingress-sbox`). */
+export const INGRESS_SANDBOX_ID = 'ingress-sbox';
+
+export interface NodeIngressOptions {
+  /** The node's dataplane of the host hop (its own namespace). */
+  host: LoadBalancer;
+  /** A dataplane acting in the ingress sandbox's netns. */
+  make(netns: string): LoadBalancer;
+  metricsRegistry?: Registry;
+  log?: (msg: string) => void;
+}
+
+export class NodeIngress {
+  private readonly runner: BoundedFrequencyRunner;
+  private readonly host: Proxier;
+  private sandbox: { netns: string; key: string; proxier: Proxier } | undefined;
+  private last: PublishedState = { host: [], sandbox: [], ports: [] };
+  syncFailures = 0;
+
+  constructor(private readonly index: LocalIndex, private readonly selfId: () => string | undefined, private readonly opts: NodeIngressOptions) {
+    this.host = new Proxier(opts.host);
+    this.runner = new BoundedFrequencyRunner(() => this.sync(), {
+      name: 'agent-ingress', minIntervalMs: 10, maxIntervalMs: 30_000, burst: 4, retryAfterMs: 500,
+      onError: (e) => { this.syncFailures++; opts.log?.(`ingress sync failed (will retry): ${String(e)}`); },
+    });
+    if (opts.metricsRegistry) this.registerMetrics(opts.metricsRegistry);
+  }
+
+  start(): void { this.runner.start(); }
+  changed(): void { this.runner.run(); }
+
+  /** Resolves once no sync is running or pending (tests). */
+  idle(): Promise<void> { return this.runner.idle(); }
+
+  /**
+   * Makes the ingress sandbox (idempotent): its endpoint on the ingress network at `address`,
+   * forwarding on, and its dataplane programmed now. The ingress network must exist on the node.
+   */
+  async ensureSandbox(sandboxes: Sandboxes, net: Network, address: string): Promise<void> {
+    const key = `${net.id}|${address}`;
+    if (this.sandbox?.key === key) return;
+    const netns = await sandboxes.ensure({ id: INGRESS_SANDBOX_ID, addresses: { [net.id]: { v4: address } } }, [net], {});
+    const sysctl = netnsSysctl(netns);
+    await sysctl.set('net.ipv4.ip_forward', 1);
+    // Replies to a masqueraded flow leave by the interface they came in on: no redirects.
+    await sysctl.set('net.ipv4.conf.all.send_redirects', 0);
+    await sysctl.set('net.ipv4.conf.default.send_redirects', 0);
+    if (this.sandbox) await this.sandbox.proxier.close();
+    this.sandbox = { netns, key, proxier: new Proxier(this.opts.make(netns)) };
+    await this.sandbox.proxier.sync(this.desired()?.sandbox ?? [], true);
+  }
+
+  /** The ingress sandbox's netns, once made. */
+  get sandboxNetns(): string | undefined { return this.sandbox?.netns; }
+
+  /** What the two hops hold (tests, debugging). */
+  applied(): { host: ReadonlyMap<string, unknown>; sandbox: ReadonlyMap<string, unknown> | undefined } {
+    return { host: this.host.lb.applied(), sandbox: this.sandbox?.proxier.lb.applied() };
+  }
+
+  async stop(): Promise<void> {
+    await this.runner.stop();
+    await this.host.close().catch(() => undefined);
+    await this.sandbox?.proxier.close().catch(() => undefined);
+  }
+
+  private desired(): PublishedState | undefined {
+    const id = this.selfId();
+    const self = id ? this.index.get<Node>(`/shoal/nodes/${id}`) : undefined;
+    if (!self || !this.index.synced) return undefined;
+    return publishedServices({
+      services: this.index.services(),
+      byService: tasksByService(this.index.tasks()),
+      nodes: new Map(this.index.nodes().map((n) => [n.id, n])),
+      networks: new Map(this.index.networks().map((n) => [n.id, n])),
+      self: { id: self.id, address: self.address, ...(self.ingress ? { ingress: self.ingress } : {}) },
+    });
+  }
+
+  private async sync(): Promise<void> {
+    const want = this.desired();
+    if (!want) return;
+    await Promise.all([
+      this.host.sync(want.host),
+      this.sandbox ? this.sandbox.proxier.sync(want.sandbox) : Promise.resolve(0),
+    ]);
+    this.last = want;
+  }
+
+  private async stats(): Promise<Array<LbBackendStats & { hop: string }>> {
+    const host = (await this.host.lb.stats().catch(() => [])).map((s) => ({ ...s, hop: 'node' }));
+    const sbox = this.sandbox ? (await this.sandbox.proxier.lb.stats().catch(() => [])).map((s) => ({ ...s, hop: 'ingress-sandbox' })) : [];
+    return [...host, ...sbox];
+  }
+
+  private registerMetrics(reg: Registry): void {
+    const state = (): PublishedState => this.last;
+    new Gauge({
+      name: 'shoal_ingress_published_backends', help: 'Serving replicas a published port reaches from this node.', labelNames: ['service', 'port', 'protocol', 'mode'], registers: [reg],
+      collect() {
+        this.reset();
+        for (const p of state().ports) this.set({ service: p.service, port: String(p.port), protocol: p.protocol, mode: p.mode }, p.serving);
+      },
+    });
+    const stats = (): Promise<Array<LbBackendStats & { hop: string }>> => this.stats();
+    new Gauge({
+      name: 'shoal_ingress_connections', help: 'Connections (flows) balanced to each backend of a published port since it was programmed, per hop.', labelNames: ['service', 'hop', 'backend'], registers: [reg],
+      async collect() {
+        this.reset();
+        for (const s of await stats()) {
+          if (s.connectionsTotal === undefined) continue;
+          this.inc({ service: s.service, hop: s.hop, backend: `${s.address}:${s.port}` }, s.connectionsTotal);
+        }
+      },
+    });
+    const failures = (): number => this.syncFailures;
+    new Gauge({ name: 'shoal_ingress_sync_failures', help: 'Failed ingress syncs on this node since the agent started (each is retried).', registers: [reg], collect() { this.set(failures()); } });
+  }
+}
