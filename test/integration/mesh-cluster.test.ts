@@ -70,9 +70,13 @@ describe('CLI against a live cluster', () => {
     expect(inspected[0]?.id).toBe(app?.id);
     expect((await cli(m, 'network', 'rm', 'br1')).out).toBe('br1\n');
     expect((await cli(m, 'network', 'create', 'tmpnet')).code).toBe(0);
-    // Prune removes every network no service uses (app too, here), like docker network prune.
+    // Prune removes every network no service uses (app too, here), like docker network prune;
+    // the cluster's ingress network stays (and cannot be removed).
     expect((await cli(m, 'network', 'prune')).out).toMatch(/Deleted Networks:\n(app|tmpnet)\n(app|tmpnet)\n/);
-    expect(JSON.parse((await cli(m, 'network', 'ls', '--format', 'json')).out)).toEqual([]);
+    expect((JSON.parse((await cli(m, 'network', 'ls', '--format', 'json')).out) as Network[]).map((n) => [n.name, n.ingress])).toEqual([['ingress', true]]);
+    const rmIngress = await cli(m, 'network', 'rm', 'ingress');
+    expect(rmIngress.code).not.toBe(0);
+    expect(rmIngress.err).toMatch(/ingress network and cannot be removed/);
     // Its subnet went back to IPAM: the same subnet can be taken again.
     expect((await cli(m, 'network', 'create', '--subnet', '10.91.0.0/24', 'app')).code).toBe(0);
   });
@@ -191,8 +195,10 @@ describe('CLI against a live cluster', () => {
     await until(async () => ((await store.range('/shoal/tasks/')).kvs.length === 0), 'tasks deleted from history once their service is gone');
     // VIP and task addresses are free again: the network can be removed (releases everything).
     expect((await cli(m, 'network', 'rm', 'app')).code).toBe(0);
+    // What stays: each node's ingress sandbox address (and the ingress gateway) on the ingress network.
     const { kvs } = await store.range('/shoal/ipam/addresses/');
-    expect(kvs).toHaveLength(0);
+    const owners = kvs.map((kv) => (JSON.parse(kv.value) as { owner: string }).owner).sort();
+    expect(owners.filter((o) => !o.startsWith('node:') && o !== 'gateway')).toEqual([]);
   });
 });
 

@@ -309,7 +309,7 @@ describe('parseNodeJoin', () => {
     ['an empty address', { name: 'n1', address: '' }, /^join request needs the node's underlay address/],
     ['a host name', { name: 'n1', address: 'node1.example' }, /^join request needs the node's underlay address/],
     ['an address that is not a string', { name: 'n1', address: 3232235777 }, /^join request\.address must be a string$/],
-    ['an unknown field', { name: 'n1', address: '192.0.2.1', token: 'x' }, /^unknown field 'token' in join request \(allowed: type, name, address, revision\)$/],
+    ['an unknown field', { name: 'n1', address: '192.0.2.1', token: 'x' }, /^unknown field 'token' in join request \(allowed: type, name, address, revision, boundPorts\)$/],
   ];
   it.each(bad)('refuses %s', (_name, body, message) => {
     expect(errorOf(() => parseNodeJoin(body)).message).toMatch(message);
