@@ -44,6 +44,7 @@ import { closeNetnsHelper, listNetns } from '../../src/kernel/netns.js';
 import { servesTraffic } from '../../src/model/serving.js';
 import type { Node, Task } from '../../src/model/types.js';
 import { destroyAllHarnesses, startHarness, type Harness, type HarnessNode, type HarnessProcess } from '../harness/cluster.js';
+import { runInNetns } from '../harness/process.js';
 import { leftovers, waitFor } from '../helpers/netns.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -118,7 +119,7 @@ async function wrk(h: Harness, url: string, workload: Workload, seconds: number)
 /** Short flows at thousands per second: see the module doc. Applied to every harness namespace. */
 async function tuneForShortFlows(h: Harness): Promise<void> {
   for (const ns of await listNetns(h.prefix)) {
-    const r = await h.client.exec(['nsenter', `--net=/run/netns/${ns}`, 'sysctl', '-q', '-w', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
+    const r = await runInNetns(ns, ['sysctl', '-q', '-w', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
     // A namespace where conntrack never ran (the underlay switch) has no such key: nothing to tune.
     if (r.code !== 0 && !/cannot stat|No such file/.test(r.stderr)) throw new Error(`sysctl in ${ns}: ${r.stderr.trim()}`);
   }
@@ -240,6 +241,7 @@ async function main(): Promise<void> {
     }
     await closeNetnsHelper();
   }
+  if (!out) throw new Error('no results');
   const { rps, scale, home, other } = out;
   const m = (w: Workload, t: Target): number => median(rps[w][t].map((x) => x.rps));
   const ratios = WORKLOADS.map((w) => ({

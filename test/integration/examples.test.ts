@@ -21,10 +21,13 @@ describe('examples', () => {
     expect(r.out).toMatch(/demo OK/);
   }, 130_000);
 
-  it('three-node: six replicas on an overlay over three namespaced nodes', () => {
+  it('three-node (the README demo): published ports on every node, UDP, DNS in a task, metrics', () => {
     const r = runExample('three-node');
     expect(r.status, r.out).toBe(0);
-    expect(r.out).toMatch(/6 distinct replicas answered/);
+    expect(r.out).toMatch(/ok: every one of the 6 replicas answered/);
+    expect(r.out).toMatch(/ok: the UDP echo service answers on every node/);
+    expect(r.out).toMatch(/ok: tasks\.web resolves to the 6 replicas/);
+    expect(r.out).not.toMatch(/^FAILED/m);
     expect(r.out).toMatch(/three-node OK/);
   }, 130_000);
 });

@@ -77,9 +77,10 @@ describe('multi-node harness', () => {
         const r = await h.client.exec([process.execPath, '-e', CONNECT, n.address, '7070'], { timeoutMs: 10_000 });
         expect({ code: r.code, out: r.stdout, err: r.stderr }).toEqual({ code: 0, out: n.name, err: '' });
       }
-      // Only the underlay's own subnet route: nothing can leave towards the host.
-      const routes = await h.nodes[0]!.exec(['ip', '-4', 'route', 'show']);
-      expect(routes.stdout.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${h.subnet.replace(/\./g, '\\.')} dev eth0 `))]);
+      // Only the underlay's own subnet route (and the ingress network's bridge, inside the
+      // node): no default route, nothing can leave towards the host.
+      const routes = (await h.nodes[0]!.exec(['ip', '-4', 'route', 'show'])).stdout.trim().split('\n');
+      expect(routes.filter((r) => !/^\S+ dev shb\w+ proto kernel scope link /.test(r))).toEqual([expect.stringMatching(new RegExp(`^${h.subnet.replace(/\./g, '\\.')} dev eth0 `))]);
     } finally {
       await Promise.all(listeners.map((l) => l.stop('SIGKILL')));
     }
