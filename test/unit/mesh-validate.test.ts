@@ -297,6 +297,7 @@ describe('parseNodeJoin', () => {
     ['an IPv4 address', { type: 'join', name: 'node-1', address: '192.0.2.10' }, { name: 'node-1', address: '192.0.2.10' }],
     ['an IPv6 address and a revision', { type: 'join', name: 'node-1', address: '2001:db8::1', revision: 42 }, { name: 'node-1', address: '2001:db8::1' }],
     ['the loopback (tests, single host)', { name: 'n', address: '127.0.0.1' }, { name: 'n', address: '127.0.0.1' }],
+    ['bound ports (deduplicated, sorted)', { name: 'n', address: '192.0.2.1', boundPorts: ['8080/tcp', '53/udp', '8080/tcp'] }, { name: 'n', address: '192.0.2.1', boundPorts: ['53/udp', '8080/tcp'] }],
   ])('accepts %s', (_name, body, want) => {
     expect(parseNodeJoin(body)).toEqual(want);
   });
@@ -309,6 +310,10 @@ describe('parseNodeJoin', () => {
     ['an empty address', { name: 'n1', address: '' }, /^join request needs the node's underlay address/],
     ['a host name', { name: 'n1', address: 'node1.example' }, /^join request needs the node's underlay address/],
     ['an address that is not a string', { name: 'n1', address: 3232235777 }, /^join request\.address must be a string$/],
+    ['bound ports that are not a list', { name: 'n1', address: '192.0.2.1', boundPorts: '80/tcp' }, /^boundPorts must be a list of 'PORT\/tcp\|udp'$/],
+    ['a bound port without protocol', { name: 'n1', address: '192.0.2.1', boundPorts: ['80'] }, /^boundPorts: '80' is not 'PORT\/tcp' or 'PORT\/udp'$/],
+    ['a bound port out of range', { name: 'n1', address: '192.0.2.1', boundPorts: ['70000/tcp'] }, /^boundPorts: '70000\/tcp' is not/],
+    ['a bound port 0', { name: 'n1', address: '192.0.2.1', boundPorts: ['0/udp'] }, /^boundPorts: '0\/udp' is not/],
     ['an unknown field', { name: 'n1', address: '192.0.2.1', token: 'x' }, /^unknown field 'token' in join request \(allowed: type, name, address, revision, boundPorts\)$/],
   ];
   it.each(bad)('refuses %s', (_name, body, message) => {
