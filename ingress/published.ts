@@ -17,7 +17,7 @@
  * first bridge or overlay network; the ingress network when it has no other), which the node
  * reaches over its own bridge and which routes replies back through the node.
  */
-import { isDraining } from '../src/model/serving.js';
+import { isDraining, nodeServes, servesTraffic } from '../src/model/serving.js';
 import type { Network, Node, PortConfig, Service, Task } from '../src/model/types.js';
 import { backendsOf } from './desired.js';
 import type { LbBackend, LbScheduler, VirtualService } from './types.js';
@@ -30,6 +30,12 @@ export interface PublishedInput {
   networks: ReadonlyMap<string, Network>;
   /** This node: its id, the address published ports answer on, its ingress sandbox address. */
   self: { id: string; address: string; ingress?: { network: string; v4: string } };
+  /**
+   * Tasks share their node's namespace (no isolation, no root: the userspace dataplane): a
+   * replica is reached at `<its node's address>:<target>`, and cluster-policy ports balance
+   * from the node itself (there is no ingress sandbox; a userspace proxy makes new connections).
+   */
+  shared?: boolean;
 }
 
 export interface PublishedState {
@@ -57,8 +63,22 @@ export function directNetwork(svc: Service, networks: ReadonlyMap<string, Networ
 /** A replica of `svc` on this node that is meant to run or still drains (host-mode ports open while one exists). */
 const presentHere = (t: Task, selfId: string): boolean => t.nodeId === selfId && (t.desiredState === 'running' || isDraining(t));
 
+/** Backends of `svc` for `target` when tasks share their node's namespace: `<node address>:target`. */
+function sharedBackends(tasks: readonly Task[], target: number, nodes: ReadonlyMap<string, Node>): LbBackend[] {
+  const seen = new Map<string, LbBackend>();
+  for (const t of tasks) {
+    const node = nodes.get(t.nodeId);
+    if (!node || !nodeServes(node)) continue;
+    const weight = servesTraffic(t) ? 1 : isDraining(t) && t.status.healthy !== false ? 0 : -1;
+    const had = seen.get(node.address);
+    if (weight >= 0 && (!had || had.weight < weight)) seen.set(node.address, { address: node.address, port: target, weight });
+  }
+  return [...seen.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+}
+
 export function publishedServices(input: PublishedInput): PublishedState {
   const { self, nodes } = input;
+  if (input.shared) return sharedPublished(input);
   const out: PublishedState = { host: [], sandbox: [], ports: [] };
   const ingressId = self.ingress?.network;
   const sorted = [...input.services].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
@@ -95,3 +115,20 @@ function modeOf(svc: Service, p: PortConfig): string {
   return p.mode === 'host' ? 'host' : svc.spec.trafficPolicy === 'local' ? 'ingress-local' : 'ingress';
 }
 
+
+/** {@link publishedServices} when tasks share their node's namespace: every port at the node's address, straight to the replicas. */
+function sharedPublished(input: PublishedInput): PublishedState {
+  const { self, nodes } = input;
+  const out: PublishedState = { host: [], sandbox: [], ports: [] };
+  for (const svc of [...input.services].sort((a, b) => a.spec.name.localeCompare(b.spec.name))) {
+    const tasks = input.byService.get(svc.id) ?? [];
+    for (const p of svc.spec.ports) {
+      const direct = p.mode === 'host' || svc.spec.trafficPolicy === 'local';
+      if (p.mode === 'host' && !tasks.some((t) => presentHere(t, self.id))) continue;
+      const backends = sharedBackends(direct ? tasks.filter((t) => t.nodeId === self.id) : tasks, p.target, nodes);
+      out.host.push({ address: self.address, port: p.published, protocol: p.protocol, service: svc.spec.name, ...settings(svc), backends });
+      out.ports.push({ service: svc.spec.name, port: p.published, protocol: p.protocol, mode: modeOf(svc, p), serving: backends.filter((b) => b.weight > 0).length });
+    }
+  }
+  return out;
+}

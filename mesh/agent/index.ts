@@ -83,7 +83,8 @@ export class Agent {
     }
     this.session = new AgentSession({
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
-      index: this.index, log: (m) => opts.log?.(m), ...(opts.boundPorts ? { boundPorts: opts.boundPorts } : {}),
+      index: this.index, log: (m) => opts.log?.(m),
+      ...(opts.boundPorts ? { boundPorts: () => this.foreignBoundPorts(opts.boundPorts as () => string[]) } : {}),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },
       onLogs: (tasks, follow, send, end) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), follow, send, end),
     });
@@ -101,7 +102,7 @@ export class Agent {
       this.lb = lb;
       this.index.onChange((changes) => lb.changed(changes.length));
     }
-    if (this.net && opts.ingress) {
+    if (opts.ingress) {
       const ingress = new NodeIngress(this.index, () => this.nodeId, { ...opts.ingress, ...(opts.log ? { log: opts.log } : {}) });
       this.ingress = ingress;
       this.index.onChange(() => ingress.changed());
@@ -112,6 +113,12 @@ export class Agent {
   }
 
   get nodeId(): string | undefined { return this.session.node?.id; }
+
+  /** Bound ports of the node without those this agent's own published-port proxies hold. */
+  private foreignBoundPorts(scan: () => string[]): string[] {
+    const own = this.ingress?.listening() ?? new Set<string>();
+    return scan().filter((p) => !own.has(p));
+  }
 
   start(): void {
     this.session.start();
@@ -151,7 +158,7 @@ export class Agent {
     // there (after their own networks), and so does this node's ingress sandbox.
     const ingressNet = [...networks.values()].find((n) => n.ingress);
     const self = this.index.get<Node>(`/shoal/nodes/${nodeId}`);
-    const sboxAddr = this.ingress && ingressNet && self?.ingress?.network === ingressNet.id ? self.ingress.v4 : undefined;
+    const sboxAddr = this.net && this.ingress && ingressNet && self?.ingress?.network === ingressNet.id ? self.ingress.v4 : undefined;
     const netsOf = (t: Task): Network[] => [
       ...(services.get(t.serviceId)?.spec.networks ?? []).map((n) => networks.get(n.network)).filter((n): n is Network => n !== undefined),
       ...(ingressNet && t.addresses[ingressNet.id] ? [ingressNet] : []),
@@ -200,7 +207,7 @@ export class Agent {
       } else this.health.forget(t.id);
       this.runtime.ensureRunning({
         taskId: t.id, command,
-        env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id },
+        env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id, SHOAL_NODE_ADDRESS: this.opts.address },
       });
     }
     const stops: Array<Promise<void>> = [];

@@ -29,8 +29,10 @@ export const INGRESS_SANDBOX_ID = 'ingress-sbox';
 export interface NodeIngressOptions {
   /** The node's dataplane of the host hop (its own namespace). */
   host: LoadBalancer;
-  /** A dataplane acting in the ingress sandbox's netns. */
-  make(netns: string): LoadBalancer;
+  /** A dataplane acting in the ingress sandbox's netns (absent: no sandbox, tasks share the node's namespace). */
+  make?: (netns: string) => LoadBalancer;
+  /** Tasks share the agent's namespace (no isolation): the host hop reaches replicas at their node's address. */
+  shared?: boolean;
   metricsRegistry?: Registry;
   log?: (msg: string) => void;
 }
@@ -70,9 +72,19 @@ export class NodeIngress {
     // Replies to a masqueraded flow leave by the interface they came in on: no redirects.
     await sysctl.set('net.ipv4.conf.all.send_redirects', 0);
     await sysctl.set('net.ipv4.conf.default.send_redirects', 0);
+    if (!this.opts.make) throw new Error('this node has no dataplane for an ingress sandbox');
     if (this.sandbox) await this.sandbox.proxier.close();
     this.sandbox = { netns, key, proxier: new Proxier(this.opts.make(netns)) };
     await this.sandbox.proxier.sync(this.desired()?.sandbox ?? [], true);
+  }
+
+  /**
+   * Ports the host hop itself listens on (`8080/tcp`; the userspace dataplane binds them), so
+   * the node does not report its own published ports as taken by someone else.
+   */
+  listening(): Set<string> {
+    if (this.opts.host.kind !== 'userspace') return new Set();
+    return new Set([...this.host.lb.applied().values()].map((v) => `${v.port}/${v.protocol}`));
   }
 
   /** The ingress sandbox's netns, once made. */
@@ -99,6 +111,7 @@ export class NodeIngress {
       nodes: new Map(this.index.nodes().map((n) => [n.id, n])),
       networks: new Map(this.index.networks().map((n) => [n.id, n])),
       self: { id: self.id, address: self.address, ...(self.ingress ? { ingress: self.ingress } : {}) },
+      ...(this.opts.shared ? { shared: true } : {}),
     });
   }
 

@@ -18,6 +18,7 @@ import { invalid, unavailable } from '../../src/errors.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
+import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
 import { boundPorts } from '../agent/bound-ports.js';
 import { chooseDataplane, hostPublishDataplane, type DataplaneChoice } from './dataplane.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
@@ -144,7 +145,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     : undefined;
   const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
   if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox and the ingress sandbox; published ports: nftables in the node's namespace`);
-  else if (!ctx) o.log('load balancing: off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes)');
+  else if (!ctx) o.log('load balancing: VIPs off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes); published ports: userspace proxy at the node address');
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
     ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
@@ -154,6 +155,8 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     },
     ...(lb ? { lb: { ...lb, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     ...(lb && ctx ? { ingress: { host: hostPublishDataplane(ctx.prefix), make: lb.make, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
+    // No sandboxes (no root, or --isolation none): published ports through the userspace proxy.
+    ...(!ctx ? { ingress: { host: new UserspaceLoadBalancer({ log: (m, e) => o.log(e ? `${m}: ${String(e)}` : m) }), shared: true, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     boundPorts: () => boundPorts(address),
   });
   agent.start();

@@ -50,6 +50,7 @@ import { leftovers, waitFor } from '../helpers/netns.js';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const PIN = process.env.BENCH_PIN !== '0' && cpus().length >= 2;
 const PUBLISHED = 8080;
 const DIRECT_PORT = 9000;
 const DOC = 'docs/bench-ingress.md';
@@ -65,6 +66,10 @@ type Workload = (typeof WORKLOADS)[number];
 interface Run {
   rps: number;
   errors: number;
+  /** SYNs the client had to send again (each waits 1 s), during this run. */
+  synRetrans: number;
+  /** SYNs the replica's namespace rejected against a TIME_WAIT socket (PAWS), during this run. */
+  pawsTimewait: number;
 }
 type Results = Record<Workload, Record<Target, Run[]>>;
 
@@ -106,14 +111,36 @@ async function get(h: Harness, url: string): Promise<string> {
   return r.code === 0 ? r.stdout.trim() : '';
 }
 
-async function wrk(h: Harness, url: string, workload: Workload, seconds: number): Promise<Run> {
+/** One TcpExt counter of a namespace (/proc/net/netstat is the reader's netns). */
+async function tcpExt(ns: string, counter: string): Promise<number> {
+  const r = await runInNetns(ns, ['cat', '/proc/net/netstat']);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf(counter);
+  if (r.code !== 0 || i < 1) throw new Error(`no TcpExt ${counter} in ${ns}: ${r.stderr.trim()}`);
+  return Number(values[i]);
+}
+
+async function wrk(h: Harness, replicaNs: string, url: string, workload: Workload, seconds: number): Promise<Run> {
   const args = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, ...(workload === 'keep-alive' ? [] : ['-H', 'Connection: close']), url];
-  const r = await h.client.exec(args, { timeoutMs: (seconds + 30) * 1000 });
+  const counters = (): Promise<[number, number]> => Promise.all([tcpExt(h.client.netns, 'TCPSynRetrans'), tcpExt(replicaNs, 'PAWSTimewait')]);
+  const before = await counters();
+  const r = await h.client.exec(PIN ? ['taskset', '-c', '0', ...args] : args, { timeoutMs: (seconds + 30) * 1000 });
+  const after = await counters();
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1];
   if (r.code !== 0 || !rps) throw new Error(`wrk ${url} failed (${r.code}):\n${r.stdout}${r.stderr}`);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
-  return { rps: Number(rps), errors: non2xx + (socket ? socket.slice(1).reduce((s, x) => s + Number(x), 0) : 0) };
+  return {
+    rps: Number(rps), errors: non2xx + (socket ? socket.slice(1).reduce((s, x) => s + Number(x), 0) : 0),
+    synRetrans: after[0] - before[0], pawsTimewait: after[1] - before[1],
+  };
+}
+
+/** Every thread of `pid` onto CPU 1 (wrk gets CPU 0). */
+async function pinServer(pid: number): Promise<void> {
+  if (PIN) await run('taskset', ['-a', '-p', '-c', '1', String(pid)]);
 }
 
 /** Short flows at thousands per second: see the module doc. Applied to every harness namespace. */
@@ -183,17 +210,23 @@ async function bench(h: Harness): Promise<{ rps: Results; scale: Propagation; ho
       console.log(`  ${t}: ${url[t]} -> ${answer}`);
     }
     await tuneForShortFlows(h);
+    const replicaNs = `${home.name}-${first.id}`;
+    if (!(await listNetns(replicaNs)).includes(replicaNs)) throw new Error(`no netns ${replicaNs} for the replica`);
+    if (first.status.pid === undefined) throw new Error(`no pid for ${taskName(first)}`);
+    await pinServer(first.status.pid);
+    await pinServer(direct.pid);
 
     const rps = Object.fromEntries(WORKLOADS.map((w) => [w, Object.fromEntries(TARGETS.map((t) => [t, [] as Run[]]))])) as Results;
     for (const w of WORKLOADS) {
-      for (const t of TARGETS) await wrk(h, url[t], w, 1); // warm-up (JIT, caches, ARP/FDB)
+      for (const t of TARGETS) await wrk(h, replicaNs, url[t], w, 1); // warm-up (JIT, caches, ARP/FDB)
       for (let r = 0; r < ROUNDS; r++) {
         // Rotate the order each round so no target always runs first or last.
         const order = TARGETS.map((_, i) => TARGETS[(i + r) % TARGETS.length] as Target);
         for (const t of order) {
-          const x = await wrk(h, url[t], w, SECONDS);
+          const x = await wrk(h, replicaNs, url[t], w, SECONDS);
           rps[w][t].push(x);
-          console.log(`  ${w}, ${t}: ${x.rps.toFixed(0)} req/s${x.errors ? ` (${x.errors} errors)` : ''}`);
+          console.log(`  ${w}, ${t}: ${x.rps.toFixed(0)} req/s${x.errors ? `, ${x.errors} errors` : ''}`
+            + `${x.synRetrans ? `, ${x.synRetrans} SYN retransmits (${x.pawsTimewait} SYNs rejected by PAWS in the replica)` : ''}`);
         }
       }
     }
@@ -265,7 +298,8 @@ async function writeDoc(
   ]);
   const row = (w: Workload, t: Target): string => {
     const runs = rps[w][t];
-    return `| ${w} | ${t} | ${fmt(median(runs.map((x) => x.rps)))} | ${runs.map((x) => x.rps.toFixed(0)).join(', ')} | ${runs.reduce((s, x) => s + x.errors, 0)} |`;
+    const sum = (f: (x: Run) => number): number => runs.reduce((s, x) => s + f(x), 0);
+    return `| ${w} | ${t} | ${fmt(median(runs.map((x) => x.rps)))} | ${runs.map((x) => x.rps.toFixed(0)).join(', ')} | ${sum((x) => x.errors)} | ${sum((x) => x.synRetrans)} | ${sum((x) => x.pawsTimewait)} |`;
   };
   const section = [
     key,
@@ -282,8 +316,8 @@ async function writeDoc(
     '(the same fixture as a plain process in the home node\'s namespace: no mesh). Closed conntrack flows are kept 1 s in every',
     'harness namespace, the client reuses TIME_WAIT ports. Everything shares the machine\'s cores.',
     '',
-    `| workload | target | req/s (median of ${ROUNDS} x ${SECONDS} s) | all runs | errors |`,
-    '|---|---|---:|---|---:|',
+    `| workload | target | req/s (median of ${ROUNDS} x ${SECONDS} s) | all runs | errors | SYN retransmits | PAWS-rejected SYNs |`,
+    '|---|---|---:|---|---:|---:|---:|',
     ...WORKLOADS.flatMap((w) => TARGETS.map((t) => row(w, t))),
     '',
     ...ratios.map((r) => `**mesh/direct, ${r.w}: ${r.other.toFixed(3)}** through the node without the replica; ${r.home.toFixed(3)} through the replica's node.`),

@@ -291,7 +291,8 @@ async function main(): Promise<void> {
         await until(`the 8080 IPVS service to leave ${sboxNetns(n)}`, async () => same(await ipvsadm(sboxNetns(n)), want));
         await until(`${n.address}:8080 to refuse`, async () => {
           const c = await hh.client.exec(['curl', '-sS', '-m', '10', `http://${n.address}:8080/`]);
-          return c.code === 7 && /refused/i.test(c.stderr);
+          if (c.code === 7 && /refused/i.test(c.stderr)) return true;
+          throw new Error(`curl exit ${c.code}: ${(c.stderr.trim() || c.stdout.trim()).slice(0, 200)}`);
         });
         const nft = await n.exec(['nft', 'list', 'table', 'inet', HOST_TABLE]);
         assert(!/\b8080\b/.test(nft.stdout), `${HOST_TABLE} in ${n.netns} still mentions 8080:\n${nft.stdout}`);

@@ -102,6 +102,21 @@ describe('publishedServices', () => {
   });
 });
 
+describe('publishedServices, tasks sharing their node\'s namespace (userspace, no root)', () => {
+  it('cluster: straight from the node to every serving replica at its node\'s address; local and host: this node\'s', () => {
+    const web = service('web', [tcp(8080, 80)]);
+    const loc = service('loc', [tcp(8070, 80)], { trafficPolicy: 'local' });
+    const hst = service('hst', [tcp(8081, 80, 'host')]);
+    const tasks = [task(web, 'a'), task(web, 'b'), task(web, 'c'), task(web, 'b', { healthy: false }), task(loc, 'a'), task(loc, 'b'), task(hst, 'b')];
+    const s = publishedServices({ services: [web, loc, hst], byService: tasksByService(tasks), nodes, networks, self: selfA, shared: true });
+    expect(s.sandbox).toEqual([]);
+    expect(s.host.map((v) => [v.service, v.address, v.port, v.backends.map((b) => `${b.address}:${b.port}/${b.weight}`)])).toEqual([
+      ['loc', '192.0.2.1', 8070, ['192.0.2.1:80/1']],
+      ['web', '192.0.2.1', 8080, ['192.0.2.1:80/1', '192.0.2.2:80/1']], // not the down node's, not the unhealthy one
+    ]);
+  });
+});
+
 describe('peersOf (ingress network)', () => {
   it('adds every other ready node\'s ingress sandbox to the remote task endpoints; not on other networks', () => {
     const web = service('web', [tcp(8080, 80)]);
