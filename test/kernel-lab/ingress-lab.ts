@@ -65,19 +65,13 @@ function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-/** Poll `fn` until it returns something other than undefined/false; at the deadline throw, with the last error or value. */
+/** Poll `fn` until it returns something other than undefined/false; at the deadline throw, with the last attempt's error. */
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = SYNC_MS, everyMs = 500): Promise<T> {
   const deadline = performance.now() + timeoutMs;
-  let last = '';
   for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      last = '';
-    } catch (e) {
-      last = e instanceof Error ? e.message : String(e);
-    }
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${last}` : ''}`);
+    const last = await fn().then((v) => ({ v, error: '' }), (e: unknown) => ({ v: undefined, error: e instanceof Error ? e.message : String(e) }));
+    if (last.v !== undefined && last.v !== false) return last.v;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last.error ? `: ${last.error}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -290,9 +284,10 @@ async function main(): Promise<void> {
         const want = [`TCP ${sb}:8090 rr`, `TCP ${sb}:8090 rr -> ${ingressAddr(s)}:80 Masq 1`];
         await until(`the 8080 IPVS service to leave ${sboxNetns(n)}`, async () => same(await ipvsadm(sboxNetns(n)), want));
         await until(`${n.address}:8080 to refuse`, async () => {
-          const c = await hh.client.exec(['curl', '-sS', '-m', '10', `http://${n.address}:8080/`]);
-          if (c.code === 7 && /refused/i.test(c.stderr)) return true;
-          throw new Error(`curl exit ${c.code}: ${(c.stderr.trim() || c.stdout.trim()).slice(0, 200)}`);
+          // -v: curl 7.88 says only "Couldn't connect" in its error line; the verbose trace has the errno.
+          const c = await hh.client.exec(['curl', '-sSv', '-m', '10', `http://${n.address}:8080/`]);
+          if (c.code === 7 && /Connection refused/.test(c.stderr)) return true;
+          throw new Error(`curl exit ${c.code}: ${(c.stderr.trim().split('\n').pop() ?? c.stdout.trim()).slice(0, 200)}`);
         });
         const nft = await n.exec(['nft', 'list', 'table', 'inet', HOST_TABLE]);
         assert(!/\b8080\b/.test(nft.stdout), `${HOST_TABLE} in ${n.netns} still mentions 8080:\n${nft.stdout}`);
