@@ -5,7 +5,7 @@
  * machine noise hits every target alike. Not a test; never part of the pass/fail gate.
  *
  *   node --import tsx test/bench/ingress.ts                       # 3 rounds x 5 s per target and workload
- *   BENCH_SECONDS=10 BENCH_ROUNDS=5 node --import tsx test/bench/ingress.ts
+ *   BENCH_SECONDS=10 BENCH_ROUNDS=5 BENCH_CONNECTIONS=64 BENCH_PIN=0 node --import tsx test/bench/ingress.ts
  *
  * Needs root, iproute2, nftables, nsenter (util-linux), curl, wrk (`scripts/system-deps.sh --bench`).
  * A 2-node harness (test/harness/cluster.ts, agents with `--lb-dataplane nftables`), an overlay
@@ -25,12 +25,22 @@
  * conntrack, DNAT and masquerade on every hop). So that thousands of short flows per second do
  * not exhaust ports, every harness namespace keeps closed conntrack flows 1 s (instead of
  * 120 s) and the client reuses TIME_WAIT ports; every target runs with these settings.
- * Everything shares the machine's cores (wrk, the replica, the direct server, the softirqs of
- * every hop): the ratios say what the mesh costs on one box, not on a real network.
+ * Through the mesh, every flow reaches the replica from one address (the ingress sandbox's
+ * masquerade) and, with `Connection: close`, the replica closes first and keeps each flow in
+ * TIME_WAIT for 60 s (not tunable). The client's TCP timestamps have a random offset per
+ * connection (Linux 6.x), so a SYN the sandbox maps onto a tuple an earlier flow left in
+ * TIME_WAIT often carries an older timestamp: the replica drops it (PAWS) and the client sends
+ * it again 1 s later. So the close-workload rates through the mesh fall as the run goes on,
+ * largely because of these stalls; each run records the client's SYN retransmits and the replica's PAWS-rejected
+ * SYNs (TcpExt counters) so the table shows it. With BENCH_PIN=1 (default on 2+ CPUs) wrk runs on
+ * CPU 0 and both servers (replica, direct) on CPU 1 (`taskset`); the rest (agents, the kernel's
+ * softirqs on every hop) runs anywhere. Everything shares one machine: the ratios say what the
+ * mesh costs on one box, not on a real network.
  *
- * Then, once: `shoal service scale web=2`, and the time until `service ps` reports the new
- * replica serving, and until requests through each node's published port reach it (polled with
- * curl, a new connection each, ~every 20-30 ms).
+ * Before that, once (while no TIME_WAIT leftovers can delay a SYN): `shoal service scale web=2`,
+ * the time until `service ps` reports the new replica serving and until requests through each
+ * node's published port reach it (polled with curl, a new connection each, ~every 20-30 ms);
+ * then `scale web=1` again, and `home` is the node of the replica that stays.
  *
  * Prints the table and the ratios and writes docs/bench-ingress.md (one section per machine,
  * replaced on each run). Everything lives in the harness's namespaces (prefix `sht...`),
@@ -74,12 +84,14 @@ interface Run {
 type Results = Record<Workload, Record<Target, Run[]>>;
 
 interface Propagation {
+  /** The node of the first replica. */
+  firstOn: string;
   /** The node the new replica landed on. */
   landedOn: string;
   /** ms from `service scale` until `service ps` shows the new replica serving. */
   servingMs: number;
-  /** ms from `service scale` until a request through each node's published port reached it. */
-  reachedMs: Record<'home' | 'other', number>;
+  /** ms from `service scale` until a request through a node's published port reached it, by node name. */
+  reachedMs: Array<{ node: string; ms: number }>;
 }
 
 const median = (xs: readonly number[]): number => {
@@ -139,8 +151,11 @@ async function wrk(h: Harness, replicaNs: string, url: string, workload: Workloa
 }
 
 /** Every thread of `pid` onto CPU 1 (wrk gets CPU 0). */
-async function pinServer(pid: number): Promise<void> {
-  if (PIN) await run('taskset', ['-a', '-p', '-c', '1', String(pid)]);
+async function pinServer(what: string, pid: number): Promise<void> {
+  if (!PIN) return;
+  const comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  if (comm !== 'node') throw new Error(`pid ${pid} (${what}) is ${comm}, not the node server`);
+  await run('taskset', ['-a', '-p', '-c', '1', String(pid)]);
 }
 
 /** Short flows at thousands per second: see the module doc. Applied to every harness namespace. */
@@ -156,8 +171,11 @@ async function tuneForShortFlows(h: Harness): Promise<void> {
   }
 }
 
-/** `service scale web=2`, then when the new replica serves and when each node's port reaches it. */
-async function scaleUp(h: Harness, home: HarnessNode, other: HarnessNode, first: Task, nodeName: (t: Task) => string): Promise<Propagation> {
+/**
+ * `service scale web=2`, then when the new replica serves and when each node's port reaches it.
+ * Run before the wrk runs: their TIME_WAIT leftovers in the replica would delay the polls' SYNs.
+ */
+async function scaleUp(h: Harness, first: Task, nodeName: (t: Task) => string): Promise<Propagation> {
   const deadline = 30_000;
   const t0 = performance.now();
   await shoal(h, 'service', 'scale', 'web=2');
@@ -178,20 +196,34 @@ async function scaleUp(h: Harness, home: HarnessNode, other: HarnessNode, first:
       if (since() > deadline) throw new Error(`requests through ${node.name} did not reach the new replica within 30 s`);
     }
   };
-  const [s, viaHome, viaOther] = await Promise.all([serving, reached(home), reached(other)]);
-  return { landedOn: nodeName(s.task), servingMs: s.ms, reachedMs: { home: viaHome, other: viaOther } };
+  const [s, ...via] = await Promise.all([serving, ...h.nodes.map(reached)]);
+  return { firstOn: nodeName(first), landedOn: nodeName(s.task), servingMs: s.ms, reachedMs: h.nodes.map((n, i) => ({ node: n.name, ms: via[i] ?? NaN })) };
 }
 
-async function bench(h: Harness): Promise<{ rps: Results; scale: Propagation; home: HarnessNode; other: HarnessNode }> {
+async function bench(h: Harness): Promise<{ rps: Results; scale: Propagation }> {
   const nodeById = new Map((await h.json<Node[]>('node', 'ls')).map((n) => [n.id, n]));
   const nodeName = (t: Task): string => nodeById.get(t.nodeId)?.name ?? t.nodeId;
   await shoal(h, 'network', 'create', '--subnet', '10.73.0.0/24', 'app');
   await shoal(h, 'service', 'create', '--name', 'web', '--network', 'app', '-p', `${PUBLISHED}:80`, ...HEALTH, '-e', 'PORT=80', '--', process.execPath, BACKEND);
   const first = await waitFor('web to serve', async () => (await servingTasks(h, 'web'))[0], 60_000, 100);
-  const home = h.nodes.find((n) => n.name === nodeName(first));
+  for (const n of h.nodes) {
+    await waitFor(`web through ${n.name}`, async () => (await get(h, `http://${n.address}:${PUBLISHED}/`)).split(' ')[0] === taskName(first), 15_000, 100);
+  }
+
+  console.log(`scale up: replica ${taskName(first)} on ${nodeName(first)}; service scale web=2...`);
+  const scale = await scaleUp(h, first, nodeName);
+  console.log(`  new replica on ${scale.landedOn}: serving in service ps after ${fmt(scale.servingMs)} ms; reached through `
+    + `${scale.reachedMs.map((r) => `${r.node} after ${fmt(r.ms)} ms`).join(', ')}`);
+  await shoal(h, 'service', 'scale', 'web=1');
+  const replica = await waitFor('web back to 1 replica', async () => {
+    const tasks = await h.json<Task[]>('service', 'ps', 'web');
+    const serving = tasks.filter(servesTraffic);
+    return serving.length === 1 && tasks.filter((t) => t.status.state === 'running').length === 1 && serving[0];
+  }, 30_000, 100);
+  const home = h.nodes.find((n) => n.name === nodeName(replica));
   const other = h.nodes.find((n) => n !== home);
-  if (!home || !other) throw new Error(`replica on ${nodeName(first)}: no home and other node among ${h.nodes.map((n) => n.name).join(', ')}`);
-  console.log(`replica ${taskName(first)} on ${home.name} (${home.address}); other node ${other.name} (${other.address})`);
+  if (!home || !other) throw new Error(`replica on ${nodeName(replica)}: no home and other node among ${h.nodes.map((n) => n.name).join(', ')}`);
+  console.log(`replica ${taskName(replica)} on ${home.name} (${home.address}); other node ${other.name} (${other.address})`);
 
   const direct: HarnessProcess = home.spawn([process.execPath, BACKEND], { env: { ...process.env, PORT: String(DIRECT_PORT), SHOAL_TASK_NAME: 'direct' } });
   try {
@@ -200,7 +232,7 @@ async function bench(h: Harness): Promise<{ rps: Results; scale: Propagation; ho
       'mesh via home node': `http://${home.address}:${PUBLISHED}/`,
       direct: `http://${home.address}:${DIRECT_PORT}/`,
     };
-    const expected: Record<Target, string> = { 'mesh via other node': taskName(first), 'mesh via home node': taskName(first), direct: 'direct' };
+    const expected: Record<Target, string> = { 'mesh via other node': taskName(replica), 'mesh via home node': taskName(replica), direct: 'direct' };
     for (const t of TARGETS) {
       const answer = await waitFor(`${url[t]} to answer`, async () => {
         if (!direct.running()) throw new Error(`the direct backend exited: ${direct.output().trim()}`);
@@ -210,11 +242,11 @@ async function bench(h: Harness): Promise<{ rps: Results; scale: Propagation; ho
       console.log(`  ${t}: ${url[t]} -> ${answer}`);
     }
     await tuneForShortFlows(h);
-    const replicaNs = `${home.name}-${first.id}`;
+    const replicaNs = `${home.name}-${replica.id}`;
     if (!(await listNetns(replicaNs)).includes(replicaNs)) throw new Error(`no netns ${replicaNs} for the replica`);
-    if (first.status.pid === undefined) throw new Error(`no pid for ${taskName(first)}`);
-    await pinServer(first.status.pid);
-    await pinServer(direct.pid);
+    if (replica.status.pid === undefined) throw new Error(`no pid for ${taskName(replica)}`);
+    await pinServer('the replica', replica.status.pid);
+    await pinServer('the direct server', direct.pid);
 
     const rps = Object.fromEntries(WORKLOADS.map((w) => [w, Object.fromEntries(TARGETS.map((t) => [t, [] as Run[]]))])) as Results;
     for (const w of WORKLOADS) {
@@ -231,12 +263,7 @@ async function bench(h: Harness): Promise<{ rps: Results; scale: Propagation; ho
       }
     }
     if (!direct.running()) throw new Error(`the direct backend exited during the run: ${direct.output().trim()}`);
-
-    console.log('scale up: service scale web=2...');
-    const scale = await scaleUp(h, home, other, first, nodeName);
-    console.log(`  new replica on ${scale.landedOn}: serving in service ps after ${fmt(scale.servingMs)} ms; reached through `
-      + `${home.name} (home) after ${fmt(scale.reachedMs.home)} ms, through ${other.name} (other) after ${fmt(scale.reachedMs.other)} ms`);
-    return { rps, scale, home, other };
+    return { rps, scale };
   } finally {
     await direct.stop('SIGTERM', 3000);
   }
@@ -252,6 +279,8 @@ async function main(): Promise<void> {
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
   const subnet = `192.168.${100 + Math.floor(Math.random() * 150)}.0/24`;
+  const loadBefore = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
+  console.log(`load average ${loadBefore}`);
   let prefix = '';
   let out: Awaited<ReturnType<typeof bench>> | undefined;
   try {
@@ -275,7 +304,7 @@ async function main(): Promise<void> {
     await closeNetnsHelper();
   }
   if (!out) throw new Error('no results');
-  const { rps, scale, home, other } = out;
+  const { rps, scale } = out;
   const m = (w: Workload, t: Target): number => median(rps[w][t].map((x) => x.rps));
   const ratios = WORKLOADS.map((w) => ({
     w, other: m(w, 'mesh via other node') / m(w, 'direct'), home: m(w, 'mesh via home node') / m(w, 'direct'),
@@ -283,11 +312,11 @@ async function main(): Promise<void> {
   console.log(`\nmedians of ${ROUNDS} x ${SECONDS} s:`);
   for (const w of WORKLOADS) console.log(`  ${w}: ${TARGETS.map((t) => `${t} ${fmt(m(w, t))}`).join(', ')} req/s`);
   for (const r of ratios) console.log(`mesh/direct, ${r.w}: via other node ${r.other.toFixed(3)}, via home node ${r.home.toFixed(3)}`);
-  await writeDoc(rps, ratios, scale, home, other);
+  await writeDoc(rps, ratios, scale, loadBefore);
 }
 
 async function writeDoc(
-  rps: Results, ratios: Array<{ w: Workload; other: number; home: number }>, scale: Propagation, home: HarnessNode, other: HarnessNode,
+  rps: Results, ratios: Array<{ w: Workload; other: number; home: number }>, scale: Propagation, loadBefore: string,
 ): Promise<void> {
   const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'} x${cpus().length}`;
   const key = `<!-- ${MARK}:${hostname()}:${machine} -->`;
@@ -306,7 +335,7 @@ async function writeDoc(
     `## ${machine}, ${new Date().toISOString().slice(0, 10)}`,
     '',
     `Host \`${hostname()}\`, Linux ${release()}, ${nftV}, Node ${process.version} (through tsx), wrk ${wrkV}; run at ${new Date().toISOString()}.`,
-    `Command: \`node --import tsx test/bench/ingress.ts\` (BENCH_SECONDS=${SECONDS}, BENCH_ROUNDS=${ROUNDS}, BENCH_CONNECTIONS=${CONNECTIONS}).`,
+    `Command: \`node --import tsx test/bench/ingress.ts\` (BENCH_SECONDS=${SECONDS}, BENCH_ROUNDS=${ROUNDS}, BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_PIN=${PIN ? 1 : 0}).`,
     '',
     `2-node harness (agents \`--lb-dataplane nftables\`), service \`web\`: 1 replica of test/fixtures/lb-backend.mjs on the \`home\``,
     `node, \`-p ${PUBLISHED}:80\` (ingress mode, cluster policy), HTTP health check every 500 ms. From the client namespace:`,
@@ -314,7 +343,14 @@ async function writeDoc(
     `\`mesh via other node\` = \`http://<other>:${PUBLISHED}/\` (DNAT to the ingress sandbox, VXLAN to the replica, masqueraded);`,
     `\`mesh via home node\` = \`http://<home>:${PUBLISHED}/\` (the same NAT hops, no VXLAN); \`direct\` = \`http://<home>:${DIRECT_PORT}/\``,
     '(the same fixture as a plain process in the home node\'s namespace: no mesh). Closed conntrack flows are kept 1 s in every',
-    'harness namespace, the client reuses TIME_WAIT ports. Everything shares the machine\'s cores.',
+    'harness namespace, the client reuses TIME_WAIT ports. Everything shares one machine; '
+      + `${PIN ? 'wrk on CPU 0, the replica and the direct server on CPU 1 (`taskset`), agents and softirqs anywhere.' : 'no pinning.'}`,
+    'SYN retransmits: the client\'s (TcpExt TCPSynRetrans, each costs 1 s); PAWS-rejected SYNs: the replica\'s namespace refusing a',
+    'SYN against one of its TIME_WAIT sockets (TcpExt PAWSTimewait). Through the mesh every flow reaches the replica from the ingress',
+    'sandbox\'s one address, and with `Connection: close` the replica closes first and keeps each flow 60 s in TIME_WAIT; a new',
+    'flow masqueraded onto such a tuple carries an unrelated timestamp (random offset per connection) and its SYN is dropped',
+    'until the retransmission 1 s later. These stalls, more than the NAT work, are likely why the close-workload rates through',
+    'the mesh are low and fall from round to round.',
     '',
     `| workload | target | req/s (median of ${ROUNDS} x ${SECONDS} s) | all runs | errors | SYN retransmits | PAWS-rejected SYNs |`,
     '|---|---|---:|---|---:|---:|---:|',
@@ -322,10 +358,11 @@ async function writeDoc(
     '',
     ...ratios.map((r) => `**mesh/direct, ${r.w}: ${r.other.toFixed(3)}** through the node without the replica; ${r.home.toFixed(3)} through the replica's node.`),
     '',
-    `Scale up (\`shoal service scale web=2\`, once; new replica on ${scale.landedOn === home.name ? 'the home node' : scale.landedOn === other.name ? 'the other node' : scale.landedOn}):`,
-    `serving in \`service ps\` after ${fmt(scale.servingMs)} ms; first request reaching it through the home node after`,
-    `${fmt(scale.reachedMs.home)} ms, through the other node after ${fmt(scale.reachedMs.other)} ms (curl polls, ~20-30 ms apart; from the`,
-    'scale command; the health check has to pass first).',
+    `Scale up, before the runs above (\`shoal service scale web=2\`, once; first replica on ${scale.firstOn}, new one on ${scale.landedOn}):`,
+    `serving in \`service ps\` after ${fmt(scale.servingMs)} ms; first request reaching it through `
+      + `${scale.reachedMs.map((r) => `${r.node}${r.node === scale.landedOn ? ' (its node)' : ''} after ${fmt(r.ms)} ms`).join(', ')}`,
+    '(from the scale command, the health check every 500 ms has to pass first; curl polls ~20-30 ms apart).',
+    `Load average before the run: ${loadBefore} (other work on the machine competes with every target).`,
     `<!-- /${MARK} -->`,
   ].join('\n');
   let doc: string;
