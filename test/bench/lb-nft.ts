@@ -21,7 +21,6 @@
  * in namespaces with this run's prefix, removed at the end (also after a failure).
  */
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
 import { cpus, hostname, release } from 'node:os';
 import { ensureNetns } from '../../src/kernel/netns.js';
 import { ExecNft } from '../../src/kernel/nft.js';
@@ -30,6 +29,7 @@ import { NftLoadBalancer } from '../../ingress/nft/index.js';
 import type { VirtualService } from '../../ingress/types.js';
 import { buildLbTopology, startBackend, type BackendServer, type LbTopology } from '../helpers/lb-topology.js';
 import { finalCleanup, makeTestPrefix } from '../helpers/netns.js';
+import { writeSection } from './doc.js';
 
 const SIZES = (process.env.BENCH_SIZES ?? '100,1000,10000').split(',').map(Number);
 const APPLIES = Number(process.env.BENCH_APPLIES ?? 40);
@@ -260,19 +260,7 @@ async function writeDoc(
     'the DNAT setup and the NAT rules of a new flow).',
     `<!-- /${MARK} -->`,
   ].join('\n');
-  let doc: string;
-  try {
-    doc = await readFile(DOC, 'utf8');
-  } catch {
-    doc = '# nftables load balancer benchmark\n\nWritten by `node --import tsx test/bench/lb-nft.ts`; one section per machine, replaced on each run.\n';
-  }
-  const start = doc.indexOf(key);
-  const end = start < 0 ? -1 : doc.indexOf(`<!-- /${MARK} -->`, start);
-  doc = start >= 0 && end >= 0
-    ? doc.slice(0, start) + section + doc.slice(end + `<!-- /${MARK} -->`.length)
-    : `${doc.trimEnd()}\n\n${section}\n`;
-  await writeFile(DOC, doc);
-  console.log(`wrote ${DOC}`);
+  await writeSection(DOC, key, `<!-- /${MARK} -->`, section, '# nftables load balancer benchmark\n\nWritten by `node --import tsx test/bench/lb-nft.ts`; one section per machine, replaced on each run.\n');
 }
 
 main().catch((e: unknown) => {

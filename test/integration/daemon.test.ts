@@ -4,15 +4,15 @@
  * killed with SIGKILL comes back and adopts the task processes it had started (same pids).
  * `shoal events` prints changes as they happen.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Node, Task } from '../../src/model/types.js';
 import { until } from '../helpers/cluster.js';
+import { freePort, shoalCli } from '../helpers/shoal-process.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const main = join(root, 'mesh', 'cli', 'main.ts');
@@ -42,22 +42,7 @@ async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> 
   await exited;
 }
 
-function shoal(...args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', main, ...args], {
-    cwd: root, encoding: 'utf8', env: { ...process.env, SHOAL_HOST: url, SHOAL_TOKEN: token },
-  });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-const json = <T>(...args: string[]): T => JSON.parse(shoal(...args, '--format', 'json').out) as T;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+const { shoal, json } = shoalCli(() => ({ url, token }));
 
 async function startManager(): Promise<ChildProcess> {
   const m = start(['manager', '--data-dir', mgrDir, '--listen', `127.0.0.1:${port}`, '--node-ttl', '3', '--metrics-addr', '127.0.0.1:0']);

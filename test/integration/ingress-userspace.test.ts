@@ -7,16 +7,16 @@
  * the service closes the port, and a node does not report its own proxies' ports as taken.
  * Needs setpriv (util-linux) when run as root; only loopback traffic.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Node, Task } from '../../src/model/types.js';
 import { until } from '../helpers/cluster.js';
+import { freePort, shoalCli } from '../helpers/shoal-process.js';
 
 const NOBODY = 65534;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -42,20 +42,7 @@ function start(args: string[]): { child: ChildProcess; output: () => string } {
   return { child, output: () => out };
 }
 
-function shoal(...args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', main, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, SHOAL_HOST: url, SHOAL_TOKEN: token } });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-const json = <T>(...args: string[]): T => JSON.parse(shoal(...args, '--format', 'json').out) as T;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+const { shoal, json } = shoalCli(() => ({ url, token }));
 
 /** One GET on a fresh connection: the body, or `error <code>`. */
 function get(host: string, port: number): Promise<string> {

@@ -21,10 +21,10 @@
  * ingress addresses (and the node's own netns none); removing a service removes its IPVS
  * service and its DNAT everywhere and the port refuses; the harness leaves nothing behind.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hasIpvs } from '../../src/kernel/ipvs-genl.js';
+import { assert, check, failedChecks, run, secs } from './checks.js';
 import { listNetns } from '../../src/kernel/netns.js';
 import type { Network, Node, Task } from '../../src/model/types.js';
 import { startHarness, type Harness, type HarnessNode } from '../harness/cluster.js';
@@ -36,34 +36,6 @@ const BACKEND = [new URL('../fixtures/lb-backend.mjs', import.meta.url), new URL
 const SYNC_MS = 60_000;
 const HOST_TABLE = 'sh_publish';
 
-let failed = 0;
-const t0 = performance.now();
-const secs = (): string => ((performance.now() - t0) / 1000).toFixed(1);
-
-async function check(id: string, fn: () => Promise<string>): Promise<void> {
-  try {
-    console.log(`ok - ${id}: ${await fn()} [${secs()}s]`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok - ${id}: ${e instanceof Error ? e.message : String(e)} [${secs()}s]`);
-  }
-}
-
-function assert(cond: unknown, message: string): asserts cond {
-  if (!cond) throw new Error(message);
-}
-
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
-  });
-}
 
 /** Poll `fn` until it returns something other than undefined/false; at the deadline throw, with the last attempt's error. */
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = SYNC_MS, everyMs = 500): Promise<T> {
@@ -297,7 +269,7 @@ async function main(): Promise<void> {
       return 'web removed: its IPVS service left every sandbox (solo\'s stayed), its DNAT left every node, 8080 refuses, 8090 still answers';
     });
   } finally {
-    if (failed && h) console.log(h.logs().split('\n').slice(-60).map((l) => `# ${l}`).join('\n'));
+    if (failedChecks() && h) console.log(h.logs().split('\n').slice(-60).map((l) => `# ${l}`).join('\n'));
     if (h) {
       const hd = h;
       await check('cleanup', async () => {
@@ -309,8 +281,8 @@ async function main(): Promise<void> {
       });
     }
   }
-  console.log(failed ? `FAILED ${failed} check(s) [${secs()}s]` : `ALL OK [${secs()}s]`);
-  process.exit(failed ? 1 : 0);
+  console.log(failedChecks() ? `FAILED ${failedChecks()} check(s) [${secs()}s]` : `ALL OK [${secs()}s]`);
+  process.exit(failedChecks() ? 1 : 0);
 }
 
 main().catch((e: unknown) => {

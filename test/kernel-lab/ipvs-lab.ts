@@ -16,11 +16,11 @@
  * failure. This module is also the handler module of the NetnsWorkers in the backend and client
  * netns (`handlers`, `shutdown`): `main()` only runs on the main thread.
  */
-import { spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { isMainThread } from 'node:worker_threads';
 import { hasIpvs } from '../../src/kernel/ipvs-genl.js';
+import { assert, check, failedChecks, run, secs } from './checks.js';
 import { ExecNft } from '../../src/kernel/nft.js';
 import { deleteNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import { closeSharedNetnsRoamer, ipvsIn, netnsSysctl, sharedNetnsRoamer } from '../../src/kernel/netns-roamer.js';
@@ -170,34 +170,6 @@ const VIP_LB = '10.77.200.1';
 const BACKENDS = { b1: '10.77.0.11', b2: '10.77.0.12', b3: '10.77.0.13' } as const;
 type Backend = keyof typeof BACKENDS;
 
-let failed = 0;
-const t0 = performance.now();
-const secs = (): string => ((performance.now() - t0) / 1000).toFixed(1);
-
-async function check(id: string, fn: () => Promise<string>): Promise<void> {
-  try {
-    console.log(`ok - ${id}: ${await fn()} [${secs()}s]`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok - ${id}: ${e instanceof Error ? e.message : String(e)} [${secs()}s]`);
-  }
-}
-
-function assert(cond: unknown, message: string): asserts cond {
-  if (!cond) throw new Error(message);
-}
-
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
-  });
-}
 
 /** `ipvsadm -Ln` of a netns as sorted `SERVICE` / `SERVICE -> RS Forward Weight` lines. */
 async function ipvsadm(netns: string): Promise<string[]> {
@@ -422,8 +394,8 @@ async function main(): Promise<void> {
     await closeSharedNetnsRoamer();
     for (const name of Object.values(ns)) await deleteNetns(name).catch(() => undefined);
   }
-  console.log(failed ? `FAILED ${failed} check(s) [${secs()}s]` : `ALL OK [${secs()}s]`);
-  process.exit(failed ? 1 : 0);
+  console.log(failedChecks() ? `FAILED ${failedChecks()} check(s) [${secs()}s]` : `ALL OK [${secs()}s]`);
+  process.exit(failedChecks() ? 1 : 0);
 }
 
 if (isMainThread) {
