@@ -276,7 +276,11 @@ function hookChains(ctx: RenderContext, shard: number): string {
       count('ipv6', 'ip6', 'cnt6'),
       `meta mark & ${hex(ctx.mark)} == 0 return`,
       `meta mark set meta mark ^ ${hex(ctx.mark)}`,
-      'masquerade fully-random',
+      // Not `fully-random`: keeping the client's source port where it is free keeps one client
+      // port = one tuple at the replica, whose TCP timestamps then only grow; a random port may
+      // land on a tuple the replica still holds in TIME_WAIT from another flow, and the replica
+      // drops that SYN (PAWS), a 1 s retransmit (measured: test/bench/ingress.ts).
+      'masquerade',
     ], '\t');
   }
   return out;

@@ -134,7 +134,7 @@ table inet sh_lb {
 		meta nfproto ipv6 meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ip6 daddr . ct original proto-dst . ip6 daddr . th dport map @cnt6
 		meta mark & 0x4000 == 0 return
 		meta mark set meta mark ^ 0x4000
-		masquerade fully-random
+		masquerade
 	}
 }
 add table inet sh_lb_1
