@@ -23,16 +23,16 @@
  *   node's nftables and conntrack still see the packets).
  * Workloads: keep-alive (forwarding cost) and `Connection: close` (a new flow per request:
  * conntrack, DNAT and masquerade on every hop). So that thousands of short flows per second do
- * not exhaust ports, every harness namespace keeps closed conntrack flows 1 s (instead of
- * 120 s) and the client reuses TIME_WAIT ports; every target runs with these settings.
- * Through the mesh, every flow reaches the replica from one address (the ingress sandbox's
- * masquerade) and, with `Connection: close`, the replica closes first and keeps each flow in
- * TIME_WAIT for 60 s (not tunable). The client's TCP timestamps have a random offset per
- * connection (Linux 6.x), so a SYN the sandbox maps onto a tuple an earlier flow left in
- * TIME_WAIT often carries an older timestamp: the replica drops it (PAWS) and the client sends
- * it again 1 s later. So the close-workload rates through the mesh fall as the run goes on,
- * largely because of these stalls; each run records the client's SYN retransmits and the replica's PAWS-rejected
- * SYNs (TcpExt counters) so the table shows it. With BENCH_PIN=1 (default on 2+ CPUs) wrk runs on
+ * not exhaust ports, every harness namespace but the ingress sandboxes keeps closed conntrack
+ * flows 1 s (instead of 120 s) and the client reuses TIME_WAIT ports; every target runs with
+ * these settings. Through the mesh, every flow reaches the replica from one address (the ingress
+ * sandbox's masquerade) and, with `Connection: close`, the replica closes first and keeps each
+ * flow in TIME_WAIT for 60 s. A SYN masqueraded onto a tuple an earlier flow left there with a
+ * newer TCP timestamp is dropped by the replica (PAWS) and retransmitted 1 s later: with
+ * `masquerade fully-random` this stalled ~1,000 SYNs per 5-s run and the close workload ran at
+ * 0.14-0.18 of direct; the sandbox now keeps the client's source port where it can (one client
+ * port = one tuple, timestamps only grow): 0.54-0.63. Each run still records the client's SYN
+ * retransmits and the replica's PAWS-rejected SYNs (TcpExt counters). With BENCH_PIN=1 (default on 2+ CPUs) wrk runs on
  * CPU 0 and both servers (replica, direct) on CPU 1 (`taskset`); the rest (agents, the kernel's
  * softirqs on every hop) runs anywhere. Everything shares one machine: the ratios say what the
  * mesh costs on one box, not on a real network.
@@ -350,14 +350,14 @@ async function writeDoc(
     `\`mesh via other node\` = \`http://<other>:${PUBLISHED}/\` (DNAT to the ingress sandbox, VXLAN to the replica, masqueraded);`,
     `\`mesh via home node\` = \`http://<home>:${PUBLISHED}/\` (the same NAT hops, no VXLAN); \`direct\` = \`http://<home>:${DIRECT_PORT}/\``,
     '(the same fixture as a plain process in the home node\'s namespace: no mesh). Closed conntrack flows are kept 1 s in every',
-    'harness namespace, the client reuses TIME_WAIT ports. Everything shares one machine; '
+    'harness namespace but the ingress sandboxes, the client reuses TIME_WAIT ports. Everything shares one machine; '
       + `${PIN ? 'wrk on CPU 0, the replica and the direct server on CPU 1 (`taskset`), agents and softirqs anywhere.' : 'no pinning.'}`,
     'SYN retransmits: the client\'s (TcpExt TCPSynRetrans, each costs 1 s); PAWS-rejected SYNs: the replica\'s namespace refusing a',
     'SYN against one of its TIME_WAIT sockets (TcpExt PAWSTimewait). Through the mesh every flow reaches the replica from the ingress',
     'sandbox\'s one address, and with `Connection: close` the replica closes first and keeps each flow 60 s in TIME_WAIT; a new',
-    'flow masqueraded onto such a tuple carries an unrelated timestamp (random offset per connection) and its SYN is dropped',
-    'until the retransmission 1 s later. These stalls, more than the NAT work, are likely why the close-workload rates through',
-    'the mesh are low and fall from round to round.',
+    'flow masqueraded onto such a tuple with an older timestamp has its SYN dropped until the retransmission 1 s later. With',
+    '`masquerade fully-random` in the sandbox that cost ~1,000 stalls per run (close workload 0.14-0.18 of direct); the sandbox',
+    'now keeps the client\'s source port where it is free, and the counters stay at or near 0.',
     '',
     `| workload | target | req/s (median of ${ROUNDS} x ${SECONDS} s) | all runs | errors | SYN retransmits | PAWS-rejected SYNs |`,
     '|---|---|---:|---|---:|---:|---:|',
