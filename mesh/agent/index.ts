@@ -41,7 +41,7 @@ export interface AgentOptions {
   dns?: NodeDnsOptions;
   /** VIP load balancing in every task sandbox (with `network` only). */
   lb?: NodeLbOptions;
-  /** Published ports: the node's host hop and its ingress sandbox (with `network` only). */
+  /** Published ports: the node's host hop and, with `network`, its ingress sandbox (without: the userspace proxy, `shared`). */
   ingress?: NodeIngressOptions;
   /** The ports processes on the node listen on (`8080/tcp`), reported so they are not published over. */
   boundPorts?: () => string[];
@@ -63,7 +63,7 @@ export class Agent {
   readonly dns: NodeDns | undefined;
   /** VIP balancing in the node's task sandboxes (with network isolation and a dataplane). */
   readonly lb: NodeLb | undefined;
-  /** Published ports (routing mesh) on this node (with network isolation and a dataplane). */
+  /** Published ports (routing mesh) on this node. */
   readonly ingress: NodeIngress | undefined;
   /** Health checks of the node's tasks. */
   readonly health: HealthMonitor;
