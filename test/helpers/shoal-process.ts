@@ -2,7 +2,7 @@
  * Tests that run Shoal as real processes: the `shoal` CLI from the sources against a manager
  * URL and token, and a free loopback TCP port to listen on.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,4 +36,20 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(p));
     });
   });
+}
+
+/**
+ * Starts `shoal ARGS` from the sources as a long-running process, kept in `children` while it
+ * runs; `wrap` may prefix the argv (e.g. setpriv to drop privileges). Its output is collected.
+ */
+export function startShoal(args: string[], children: Set<ChildProcess>, opts: { wrap?: (argv: string[]) => string[]; env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; output: () => string } {
+  const argv = [process.execPath, '--import', 'tsx', SHOAL_MAIN, ...args];
+  const [cmd, ...rest] = opts.wrap ? opts.wrap(argv) : argv;
+  const child = spawn(cmd as string, rest, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return { child, output: () => out };
 }

@@ -4,18 +4,15 @@
  * killed with SIGKILL comes back and adopts the task processes it had started (same pids).
  * `shoal events` prints changes as they happen.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Node, Task } from '../../src/model/types.js';
 import { until } from '../helpers/cluster.js';
-import { freePort, shoalCli } from '../helpers/shoal-process.js';
+import { freePort, shoalCli, startShoal } from '../helpers/shoal-process.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const main = join(root, 'mesh', 'cli', 'main.ts');
 const dir = mkdtempSync(join(tmpdir(), 'shoal-daemon-'));
 const mgrDir = join(dir, 'manager');
 const agentDir = join(dir, 'agent');
@@ -25,15 +22,7 @@ let token = '';
 let joinToken = '';
 const children = new Set<ChildProcess>();
 
-function start(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return { child, output: () => out };
-}
+const start = (args: string[]): ReturnType<typeof startShoal> => startShoal(args, children);
 
 async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -7,20 +7,17 @@
  * the service closes the port, and a node does not report its own proxies' ports as taken.
  * Needs setpriv (util-linux) when run as root; only loopback traffic.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Node, Task } from '../../src/model/types.js';
 import { until } from '../helpers/cluster.js';
-import { freePort, shoalCli } from '../helpers/shoal-process.js';
+import { freePort, shoalCli, startShoal } from '../helpers/shoal-process.js';
 
 const NOBODY = 65534;
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const main = join(root, 'mesh', 'cli', 'main.ts');
 const dir = mkdtempSync(join(tmpdir(), 'shoal-ingress-us-'));
 const asRoot = process.getuid?.() === 0;
 const children = new Set<ChildProcess>();
@@ -31,16 +28,7 @@ let token = '';
 const unprivileged = (argv: string[]): string[] => (asRoot ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', ...argv] : argv);
 const env = { ...process.env, HOME: dir, TMPDIR: dir };
 
-function start(args: string[]): { child: ChildProcess; output: () => string } {
-  const [cmd, ...rest] = unprivileged([process.execPath, '--import', 'tsx', main, ...args]);
-  const child = spawn(cmd as string, rest, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return { child, output: () => out };
-}
+const start = (args: string[]): ReturnType<typeof startShoal> => startShoal(args, children, { wrap: unprivileged, env });
 
 const { shoal, json } = shoalCli(() => ({ url, token }));
 

@@ -40,3 +40,21 @@ export function run(cmd: string, args: string[]): Promise<string> {
     p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
   });
 }
+
+/** `ipvsadm -Ln` in netns `netns` as sorted `TCP addr:port sched` / `... -> addr:port Forward Weight` lines. */
+export async function ipvsadm(netns: string): Promise<string[]> {
+  const text = await run('nsenter', [`--net=/run/netns/${netns}`, 'ipvsadm', '-Ln']);
+  const out: string[] = [];
+  let svc = '';
+  for (const line of text.split('\n')) {
+    const s = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+(.*\S)\s*$/.exec(line);
+    if (s) {
+      svc = `${s[1]} ${s[2]} ${s[3]}`;
+      out.push(svc);
+      continue;
+    }
+    const d = /^\s+->\s+(\d\S+)\s+(\S+)\s+(\d+)/.exec(line);
+    if (d) out.push(`${svc} -> ${d[1]} ${d[2]} ${d[3]}`);
+  }
+  return out.sort();
+}

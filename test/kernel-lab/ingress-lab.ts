@@ -24,7 +24,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hasIpvs } from '../../src/kernel/ipvs-genl.js';
-import { assert, check, failedChecks, run, secs } from './checks.js';
+import { assert, check, failedChecks, ipvsadm, run, secs } from './checks.js';
 import { listNetns } from '../../src/kernel/netns.js';
 import type { Network, Node, Task } from '../../src/model/types.js';
 import { startHarness, type Harness, type HarnessNode } from '../harness/cluster.js';
@@ -67,24 +67,6 @@ const tally = (names: string[]): Record<string, number> => {
   for (const n of names) c[n] = (c[n] ?? 0) + 1;
   return c;
 };
-
-/** `ipvsadm -Ln` in netns `netns` as sorted `TCP addr:port sched` / `... -> addr:port Forward Weight` lines. */
-async function ipvsadm(netns: string): Promise<string[]> {
-  const text = await run('nsenter', [`--net=/run/netns/${netns}`, 'ipvsadm', '-Ln']);
-  const out: string[] = [];
-  let svc = '';
-  for (const line of text.split('\n')) {
-    const s = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+(.*\S)\s*$/.exec(line);
-    if (s) {
-      svc = `${s[1]} ${s[2]} ${s[3]}`;
-      out.push(svc);
-      continue;
-    }
-    const d = /^\s+->\s+(\d\S+)\s+(\S+)\s+(\d+)/.exec(line);
-    if (d) out.push(`${svc} -> ${d[1]} ${d[2]} ${d[3]}`);
-  }
-  return out.sort();
-}
 
 const same = (a: string[], b: string[]): boolean => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
 

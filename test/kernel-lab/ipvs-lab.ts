@@ -20,7 +20,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { isMainThread } from 'node:worker_threads';
 import { hasIpvs } from '../../src/kernel/ipvs-genl.js';
-import { assert, check, failedChecks, run, secs } from './checks.js';
+import { assert, check, failedChecks, ipvsadm, run, secs } from './checks.js';
 import { ExecNft } from '../../src/kernel/nft.js';
 import { deleteNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import { closeSharedNetnsRoamer, ipvsIn, netnsSysctl, sharedNetnsRoamer } from '../../src/kernel/netns-roamer.js';
@@ -170,24 +170,6 @@ const VIP_LB = '10.77.200.1';
 const BACKENDS = { b1: '10.77.0.11', b2: '10.77.0.12', b3: '10.77.0.13' } as const;
 type Backend = keyof typeof BACKENDS;
 
-
-/** `ipvsadm -Ln` of a netns as sorted `SERVICE` / `SERVICE -> RS Forward Weight` lines. */
-async function ipvsadm(netns: string): Promise<string[]> {
-  const text = await run('nsenter', [`--net=/run/netns/${netns}`, 'ipvsadm', '-Ln']);
-  const out: string[] = [];
-  let svc = '';
-  for (const line of text.split('\n')) {
-    const s = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+(.*\S)\s*$/.exec(line);
-    if (s) {
-      svc = `${s[1]} ${s[2]} ${s[3]}`;
-      out.push(svc);
-      continue;
-    }
-    const d = /^\s+->\s+(\d\S+)\s+(\S+)\s+(\d+)/.exec(line);
-    if (d) out.push(`${svc} -> ${d[1]} ${d[2]} ${d[3]}`);
-  }
-  return out.sort();
-}
 
 const count = (lines: string[]): Record<string, number> => {
   const c: Record<string, number> = {};
