@@ -43,8 +43,8 @@ export function backendsOf(svc: Service, networkId: string, port: number, tasks:
   return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
 }
 
-/** Common per-service LB settings. */
-function lbSettings(svc: Service): Pick<VirtualService, 'scheduler' | 'affinity'> {
+/** Common per-service LB settings (scheduler, affinity), for VIPs and published ports. */
+export function lbSettings(svc: Service): Pick<VirtualService, 'scheduler' | 'affinity'> {
   const scheduler: LbScheduler = svc.spec.scheduler ?? 'rr';
   const aff = svc.spec.affinityTimeoutSeconds ?? 0;
   return aff > 0 ? { scheduler, affinity: { timeoutSeconds: aff } } : { scheduler };

@@ -19,8 +19,8 @@
  */
 import { isDraining, nodeServes, servesTraffic } from '../src/model/serving.js';
 import type { Network, Node, PortConfig, Service, Task } from '../src/model/types.js';
-import { backendsOf } from './desired.js';
-import type { LbBackend, LbScheduler, VirtualService } from './types.js';
+import { backendsOf, lbSettings } from './desired.js';
+import type { LbBackend, VirtualService } from './types.js';
 
 export interface PublishedInput {
   services: Iterable<Service>;
@@ -45,12 +45,6 @@ export interface PublishedState {
   sandbox: VirtualService[];
   /** Per published port, for metrics: serving backends it can reach from this node. */
   ports: Array<{ service: string; port: number; protocol: string; mode: string; serving: number }>;
-}
-
-function settings(svc: Service): Pick<VirtualService, 'scheduler' | 'affinity'> {
-  const scheduler: LbScheduler = svc.spec.scheduler ?? 'rr';
-  const aff = svc.spec.affinityTimeoutSeconds ?? 0;
-  return aff > 0 ? { scheduler, affinity: { timeoutSeconds: aff } } : { scheduler };
 }
 
 /** The network a direct backend is reached on: the task's default-route network. */
@@ -95,7 +89,7 @@ export function publishedServices(input: PublishedInput): PublishedState {
       if (p.mode === 'host' || svc.spec.trafficPolicy === 'local') {
         if (p.mode === 'host' && !tasks.some((t) => presentHere(t, self.id))) continue;
         const backends = direct ? backendsOf(svc, direct, p.target, local, nodes) : [];
-        out.host.push({ ...base, address: self.address, ...settings(svc), backends });
+        out.host.push({ ...base, address: self.address, ...lbSettings(svc), backends });
         report(backends);
         continue;
       }
@@ -104,7 +98,7 @@ export function publishedServices(input: PublishedInput): PublishedState {
       const sbox = self.ingress.v4;
       out.host.push({ ...base, address: self.address, scheduler: 'rr', backends: [{ address: sbox, port: p.published, weight: 1 }] });
       const backends = backendsOf(svc, ingressId, p.target, tasks, nodes);
-      out.sandbox.push({ ...base, address: sbox, ...settings(svc), masquerade: true, backends });
+      out.sandbox.push({ ...base, address: sbox, ...lbSettings(svc), masquerade: true, backends });
       report(backends);
     }
   }
@@ -126,7 +120,7 @@ function sharedPublished(input: PublishedInput): PublishedState {
       const direct = p.mode === 'host' || svc.spec.trafficPolicy === 'local';
       if (p.mode === 'host' && !tasks.some((t) => presentHere(t, self.id))) continue;
       const backends = sharedBackends(direct ? tasks.filter((t) => t.nodeId === self.id) : tasks, p.target, nodes);
-      out.host.push({ address: self.address, port: p.published, protocol: p.protocol, service: svc.spec.name, ...settings(svc), backends });
+      out.host.push({ address: self.address, port: p.published, protocol: p.protocol, service: svc.spec.name, ...lbSettings(svc), backends });
       out.ports.push({ service: svc.spec.name, port: p.published, protocol: p.protocol, mode: modeOf(svc, p), serving: backends.filter((b) => b.weight > 0).length });
     }
   }
