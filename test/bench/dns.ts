@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Registry as PromRegistry } from 'prom-client';
 import { createDnsMetrics, DnsServer, MemoryRegistry, scopeOf, standardChain } from '../../dns/index.js';
 import { startDnsmasq } from '../../dns/testing/dnsmasq.js';
+import { writeSection } from './doc.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -177,21 +178,7 @@ async function main(): Promise<void> {
       `**Ratio shoal/dnsmasq: ${ratio.toFixed(2)}** (target >= 0.80); shoal/node:dgram floor: ${(sq / fq).toFixed(2)}.`,
       `<!-- /bench-dns -->`,
     ].join('\n');
-    let doc = '';
-    try {
-      doc = await readFile(DOC, 'utf8');
-    } catch {
-      doc = '# DNS benchmark\n\nWritten by `node --import tsx test/bench/dns.ts`; one section per machine, replaced on each run.\n';
-    }
-    const start = doc.indexOf(key);
-    if (start >= 0) {
-      const end = doc.indexOf('<!-- /bench-dns -->', start);
-      doc = doc.slice(0, start) + section + doc.slice(end + '<!-- /bench-dns -->'.length);
-    } else {
-      doc = `${doc.trimEnd()}\n\n${section}\n`;
-    }
-    await writeFile(DOC, doc);
-    console.log(`wrote ${DOC}`);
+    await writeSection(DOC, key, '<!-- /bench-dns -->', section, '');
   } finally {
     floor.stop();
     await shoal.close();

@@ -25,6 +25,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { cpus, hostname, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
+import { writeSection } from './doc.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -256,21 +257,7 @@ async function main(): Promise<void> {
       ...summary,
       `<!-- /${MARK} -->`,
     ].join('\n');
-    let doc = '';
-    try {
-      doc = await readFile(DOC, 'utf8');
-    } catch {
-      doc = '# Userspace load balancer benchmark\n\nWritten by `node --import tsx test/bench/lb-userspace.ts`; one section per machine and pinning, replaced on each run.\n';
-    }
-    const at = doc.indexOf(key);
-    if (at >= 0) {
-      const end = doc.indexOf(`<!-- /${MARK} -->`, at);
-      doc = doc.slice(0, at) + section + doc.slice(end + `<!-- /${MARK} -->`.length);
-    } else {
-      doc = `${doc.trimEnd()}\n\n${section}\n`;
-    }
-    await writeFile(DOC, doc);
-    console.log(`wrote ${DOC}`);
+    await writeSection(DOC, key, `<!-- /${MARK} -->`, section, '');
   } finally {
     for (const c of children.reverse()) await c.stop();
     await rm(dir, { recursive: true, force: true });

@@ -44,6 +44,7 @@ import type { Network, NetworkDriver as DriverName, Task } from '../../src/model
 import { ProcessRuntime } from '../../mesh/agent/process-runtime.js';
 import { Sandboxes, type SandboxAccess, type SandboxOptions } from '../../mesh/agent/sandboxes.js';
 import { makeTestPrefix } from '../helpers/netns.js';
+import { writeSection } from './doc.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 100);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -262,7 +263,7 @@ async function cleanup(prefix: string, node: string): Promise<void> {
   }
 }
 
-function writeDoc(results: Results, command: string): void {
+async function writeDoc(results: Results, command: string): Promise<void> {
   const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'} x${cpus().length}`;
   const date = new Date().toISOString();
   const runsOf = (v: Variant): Timing[] => results[v] ?? [];
@@ -296,21 +297,7 @@ function writeDoc(results: Results, command: string): void {
     ...lines,
     '<!-- /bench-tasks -->',
   ].join('\n');
-  let doc: string;
-  try {
-    doc = readFileSync(DOC, 'utf8');
-  } catch {
-    doc = '# Task start/remove benchmark\n\nWritten by `node --import tsx test/bench/tasks.ts`; one section per machine and loader, replaced on each run.\n';
-  }
-  const start = doc.indexOf(key);
-  if (start >= 0) {
-    const end = doc.indexOf('<!-- /bench-tasks -->', start);
-    doc = doc.slice(0, start) + section + doc.slice(end + '<!-- /bench-tasks -->'.length);
-  } else {
-    doc = `${doc.trimEnd()}\n\n${section}\n`;
-  }
-  writeFileSync(DOC, doc);
-  console.log(`wrote ${DOC}`);
+  await writeSection(DOC, key, '<!-- /bench-tasks -->', section, '# Task start/remove benchmark\n\nWritten by `node --import tsx test/bench/tasks.ts`; one section per machine and loader, replaced on each run.\n');
 }
 
 async function parent(): Promise<void> {
@@ -342,7 +329,7 @@ async function parent(): Promise<void> {
       }
     }
     const command = `${LOADER === 'tsx' ? 'node --import tsx test/bench/tasks.ts' : 'node BUILD/test/bench/tasks.js'}${TASKS !== 100 ? ` (BENCH_TASKS=${TASKS})` : ''}${ROUNDS !== 3 ? ` (BENCH_ROUNDS=${ROUNDS})` : ''}`;
-    writeDoc(results, command);
+    await writeDoc(results, command);
   } finally {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
