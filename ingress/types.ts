@@ -88,6 +88,13 @@ export interface LoadBalancer {
   applied(): ReadonlyMap<string, VirtualService>;
   /** Per-backend counters, where the dataplane can give them. */
   stats(): Promise<LbBackendStats[]>;
+  /**
+   * Optional drift repair (periodic resync): re-read the kernel and make it hold again what
+   * {@link applied} says (a table flushed by someone, a virtual service deleted behind our
+   * back), without disturbing what is right (established flows, affinity records, counters).
+   * Resolves with the number of objects found wrong and repaired (0 = no drift).
+   */
+  resync?(): Promise<number>;
   /** Remove everything this instance owns (its table, its virtual services, its listeners). */
   cleanup(): Promise<void>;
   /** Release resources (sockets, listeners) without removing kernel state. */

@@ -63,6 +63,22 @@ export function registerAgentMetrics(reg: Registry, a: Agent): void {
     name: 'shoal_agent_sync_failures_total', help: 'Failed task syncs on this node (each is retried).', registers: [reg],
     collect() { this.reset(); this.inc(a.syncFailures); },
   });
+  const byLabel = (name: string, help: string, label: string, read: () => ReadonlyMap<string, number>): void => {
+    new Counter({
+      name, help, labelNames: [label], registers: [reg],
+      collect() {
+        this.reset();
+        for (const [k, v] of read()) this.inc({ [label]: k }, v);
+      },
+    });
+  };
+  byLabel('shoal_agent_repairs_total', 'Kernel state found drifted from what was programmed and put back by a resync, by kind.', 'kind', () => a.counters.repairs);
+  byLabel('shoal_agent_reconcile_failures_total', 'Failed attempts per reconciler on this node (each object is retried with back-off).', 'reconciler', () => a.counters.failures);
+  byLabel('shoal_agent_invalid_objects_total', 'Desired state dropped before any dataplane transaction because it cannot be programmed, by reconciler.', 'reconciler', () => a.counters.invalid);
+  new Counter({
+    name: 'shoal_agent_resyncs_total', help: 'Full resyncs (recompute everything, re-read the kernel) completed on this node.', registers: [reg],
+    collect() { this.reset(); this.inc(a.resyncs); },
+  });
 }
 
 /** Serves `GET /metrics` from `reg` on `host:port` (port 0 picks one); resolves with the server. */

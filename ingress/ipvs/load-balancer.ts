@@ -129,6 +129,8 @@ export class IpvsLoadBalancer implements LoadBalancer {
   private nftReady = false;
   private forwarding = { v4: false, v6: false };
   private queue: Promise<void> = Promise.resolve();
+  /** Kernel objects created, changed or deleted by the current call (resync counts them as repairs). */
+  private repairs = 0;
 
   constructor(private readonly opts: IpvsLoadBalancerOptions) {
     this.ipvs = opts.ipvs;
@@ -161,6 +163,29 @@ export class IpvsLoadBalancer implements LoadBalancer {
     return out;
   }
 
+  /**
+   * Drift repair: re-reads the netns's IPVS services and real servers and the masquerade table,
+   * and puts back what differs from what was applied (a service deleted by `ipvsadm -C`, a real
+   * server removed, the table flushed). What is right is left alone. Resolves with the kernel
+   * objects repaired.
+   */
+  resync(): Promise<number> {
+    return this.serialized(async () => {
+      this.repairs = 0;
+      if (this.opts.nft && this.masq.size > 0) {
+        try {
+          await this.opts.nft.list(this.table, 'inet');
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+          this.repairs++;
+        }
+      }
+      this.prepared = false; // timeouts and sysctls again (a recreated netns has defaults)
+      await this.doSyncAll([...this.state.values()]);
+      return this.repairs;
+    });
+  }
+
   cleanup(): Promise<void> {
     return this.serialized(async () => {
       for (const s of await this.ipvs.getServices()) if (this.owns(s)) await this.ipvs.delService(s);
@@ -177,9 +202,9 @@ export class IpvsLoadBalancer implements LoadBalancer {
   }
 
   /** One call at a time: the kernel state and our record of it move together. */
-  private serialized(fn: () => Promise<void>): Promise<void> {
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn);
-    this.queue = run.catch(() => undefined);
+    this.queue = run.then(() => undefined, () => undefined);
     return run;
   }
 
@@ -209,7 +234,11 @@ export class IpvsLoadBalancer implements LoadBalancer {
       await this.converge(have ? { svc: have, dests: dests ?? new Map() } : undefined, plan);
       this.state.set(key, want.get(key) as VirtualService);
     }
-    for (const [key, s] of kernel) if (!want.has(key)) await this.ipvs.delService(s);
+    for (const [key, s] of kernel) {
+      if (want.has(key)) continue;
+      await this.ipvs.delService(s);
+      this.repairs++;
+    }
   }
 
   private async doApply(upsert: readonly VirtualService[], remove: readonly string[]): Promise<void> {
@@ -256,6 +285,7 @@ export class IpvsLoadBalancer implements LoadBalancer {
     if (!prev) {
       try {
         await this.ipvs.newService(want.svc);
+        this.repairs++;
         have = new Map();
       } catch (e) {
         if (!isExists(e)) throw e;
@@ -274,8 +304,11 @@ export class IpvsLoadBalancer implements LoadBalancer {
     have ??= new Map((await this.ipvs.getDests(want.svc)).map((d) => [ipvsDestKey(d), d as IpvsDest] as const));
     for (const [k, d] of want.dests) {
       const h = have.get(k);
-      if (!h) await ensureDest(this.ipvs, want.svc, d);
-      else if (!sameDest(h, d)) {
+      if (!h) {
+        await ensureDest(this.ipvs, want.svc, d);
+        this.repairs++;
+      } else if (!sameDest(h, d)) {
+        this.repairs++;
         try {
           await this.ipvs.editDest(want.svc, d);
         } catch (e) {
@@ -284,7 +317,11 @@ export class IpvsLoadBalancer implements LoadBalancer {
         }
       }
     }
-    for (const [k, h] of have) if (!want.dests.has(k)) await this.ipvs.delDest(want.svc, h);
+    for (const [k, h] of have) {
+      if (want.dests.has(k)) continue;
+      await this.ipvs.delDest(want.svc, h);
+      this.repairs++;
+    }
   }
 
   private checkMasq(services: Iterable<VirtualService>): void {

@@ -20,6 +20,7 @@
 import { invalid, isNotFound, messageOf } from '../../src/errors.js';
 import type { Conntrack } from '../../src/kernel/conntrack.js';
 import type { Nft, NftJson } from '../../src/kernel/nft.js';
+import { nftDrift } from './verify.js';
 import { vsKey, type LbBackendStats, type LbKind, type LoadBalancer, type VirtualService } from '../types.js';
 import {
   DEFAULT_MASQ_MARK, DEFAULT_SHARD_OBJECTS, MAX_SHARDS, checkVirtualService, cleanupScript, fullScript, objectsOf,
@@ -123,6 +124,31 @@ export class NftLoadBalancer implements LoadBalancer {
       }
     }
     return out;
+  }
+
+  /**
+   * Drift repair: lists every shard table and, when anything applied is missing or wrong
+   * (verify.ts), replaces the tables with the applied state in one transaction. No drift: no
+   * kernel change (affinity sets and counters are kept). Resolves with the problems found.
+   */
+  resync(): Promise<number> {
+    return this.serial(async () => {
+      if (!this.synced) return 0;
+      const listings = new Map<number, NftJson | undefined>();
+      for (let k = 0; k < this.shards; k++) {
+        try {
+          listings.set(k, await this.nft.list(shardTable(this.table, k), 'inet'));
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+          listings.set(k, undefined);
+        }
+      }
+      const problems = nftDrift(this.services.values(), this.context(), listings);
+      if (problems.length === 0) return 0;
+      this.log(`nft load balancer ${this.table}: drift (${problems.slice(0, 3).join('; ')}${problems.length > 3 ? `; +${problems.length - 3} more` : ''}); replacing the tables`);
+      await this.replaceAll([...this.services.values()].map((s) => s.vs));
+      return problems.length;
+    });
   }
 
   /** Deletes every owned table (absent ones are fine) and forgets the state. */

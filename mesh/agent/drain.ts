@@ -11,10 +11,15 @@
 import { readFileSync } from 'node:fs';
 
 const ESTABLISHED = '01';
+const LISTEN = '0A';
 
-/** Established TCP connections in `pid`'s netns with a local port in `ports` (0 when unreadable). */
+/**
+ * Established TCP connections in `pid`'s netns with a local port in `ports`, or, with `ports`
+ * empty, on any port a socket of that netns listens on (a VIP carries every port of a service:
+ * what the task serves is what it listens on). 0 when unreadable.
+ */
 export function establishedConnections(pid: number, ports: ReadonlySet<number>): number {
-  let n = 0;
+  const rows: Array<{ port: number; state: string | undefined }> = [];
   for (const file of ['tcp', 'tcp6']) {
     let text: string;
     try {
@@ -25,11 +30,13 @@ export function establishedConnections(pid: number, ports: ReadonlySet<number>):
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       const local = f[1];
-      if (!local || f[3] !== ESTABLISHED) continue;
-      const port = parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
-      if (ports.has(port)) n++;
+      if (!local) continue;
+      rows.push({ port: parseInt(local.slice(local.lastIndexOf(':') + 1), 16), state: f[3] });
     }
   }
+  const served = ports.size > 0 ? ports : new Set(rows.filter((r) => r.state === LISTEN).map((r) => r.port));
+  let n = 0;
+  for (const r of rows) if (r.state === ESTABLISHED && served.has(r.port)) n++;
   return n;
 }
 
@@ -43,9 +50,9 @@ export interface DrainOptions {
   signal?: AbortSignal;
 }
 
-/** Waits until the task has no established connections on `ports` or the window ends; returns how it ended. */
+/** Waits until the task has no established connections on `ports` (empty: on the ports it listens on) or the window ends; returns how it ended. */
 export async function drainConnections(pid: number | undefined, ports: ReadonlySet<number>, o: DrainOptions): Promise<'idle' | 'timeout' | 'none'> {
-  if (pid === undefined || ports.size === 0 || o.timeoutMs <= 0) return 'none';
+  if (pid === undefined || o.timeoutMs <= 0) return 'none';
   const start = Date.now();
   const minMs = Math.min(o.minMs ?? 500, o.timeoutMs);
   const every = o.everyMs ?? 100;

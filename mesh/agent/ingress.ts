@@ -13,14 +13,16 @@
  * state); removing or unpublishing a service removes its frontends on the next sync.
  */
 import { Gauge, type Registry } from 'prom-client';
-import { tasksByService } from '../../ingress/desired.js';
 import { Proxier } from '../../ingress/proxier.js';
 import { publishedServices, type PublishedState } from '../../ingress/published.js';
-import type { LbBackendStats, LoadBalancer } from '../../ingress/types.js';
+import { vsKey, type LbBackendStats, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
+import { messageOf } from '../../src/errors.js';
 import { netnsSysctl } from '../../src/kernel/index.js';
-import type { Network, Node } from '../../src/model/types.js';
+import type { Network, Service, Task } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
-import type { LocalIndex } from './local-index.js';
+import { AgentCounters } from './counters.js';
+import { lbView, validServices } from './lb.js';
+import type { IndexChange, LocalIndex } from './local-index.js';
 import type { Sandboxes } from './sandboxes.js';
 
 /** The ingress sandbox's id among the agent's sandboxes (its netns is `<nsPrefix>ingress-sbox`). */
@@ -34,27 +36,64 @@ export interface NodeIngressOptions {
   /** Tasks share the agent's namespace (no isolation): the host hop reaches replicas at their node's address. */
   shared?: boolean;
   metricsRegistry?: Registry;
+  counters?: AgentCounters;
   log?: (msg: string) => void;
 }
+
+const publishing = (s: Service | undefined): boolean => (s?.spec.ports.length ?? 0) > 0;
 
 export class NodeIngress {
   private readonly runner: BoundedFrequencyRunner;
   private readonly host: Proxier;
   private sandbox: { netns: string; key: string; proxier: Proxier } | undefined;
   private last: PublishedState = { host: [], sandbox: [], ports: [] };
+  /** Ids of the services that publish a port (kept from index changes; only they are computed). */
+  private readonly publishers = new Set<string>();
+  private publishersKnown = false;
+  private readonly reported = new Set<string>();
+  readonly counters: AgentCounters;
   syncFailures = 0;
 
   constructor(private readonly index: LocalIndex, private readonly selfId: () => string | undefined, private readonly opts: NodeIngressOptions) {
+    this.counters = opts.counters ?? new AgentCounters();
     this.host = new Proxier(opts.host);
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
       name: 'agent-ingress', minIntervalMs: 10, maxIntervalMs: 30_000, burst: 4, retryAfterMs: 500,
-      onError: (e) => { this.syncFailures++; opts.log?.(`ingress sync failed (will retry): ${String(e)}`); },
+      onError: (e) => { this.syncFailures++; this.counters.failed('ingress'); opts.log?.(`ingress sync failed (will retry): ${messageOf(e)}`); },
     });
     if (opts.metricsRegistry) this.registerMetrics(opts.metricsRegistry);
   }
 
   start(): void { this.runner.start(); }
-  changed(): void { this.runner.run(); }
+
+  /**
+   * Cluster state changed. With the changes, only those that can move a published port wake the
+   * sync: a publishing service, a task of one whose balancing view changed, a node, a network.
+   */
+  changed(changes?: readonly IndexChange[]): void {
+    if (!changes) {
+      this.runner.run();
+      return;
+    }
+    let relevant = false;
+    for (const c of changes) {
+      if (c.kind === 'services' && c.id) {
+        const a = c.after as Service | undefined;
+        if (publishing(a)) this.publishers.add(c.id);
+        else this.publishers.delete(c.id);
+        if (publishing(a) || publishing(c.before as Service | undefined)) relevant = true;
+      } else if (c.kind === 'tasks') {
+        const b = c.before as Task | undefined;
+        const a = c.after as Task | undefined;
+        const svc = a ?? b;
+        if (svc && this.publishers.has(svc.serviceId) && (lbView(b) !== lbView(a) || b?.desiredState !== a?.desiredState)) relevant = true;
+      } else if (c.kind === 'nodes' || c.kind === 'networks') relevant = true;
+    }
+    if (relevant) this.runner.run();
+  }
+
+  /** The ingress sandbox must be made again (it was found gone or broken). */
+  invalidateSandbox(): void { this.sandbox = undefined; }
 
   /** Resolves once no sync is running or pending (tests). */
   idle(): Promise<void> { return this.runner.idle(); }
@@ -103,26 +142,62 @@ export class NodeIngress {
 
   private desired(): PublishedState | undefined {
     const id = this.selfId();
-    const self = id ? this.index.get<Node>(`/shoal/nodes/${id}`) : undefined;
+    const self = id ? this.index.node(id) : undefined;
     if (!self || !this.index.synced) return undefined;
-    return publishedServices({
-      services: this.index.services(),
-      byService: tasksByService(this.index.tasks()),
-      nodes: new Map(this.index.nodes().map((n) => [n.id, n])),
+    if (!this.publishersKnown) {
+      for (const s of this.index.services()) if (publishing(s)) this.publishers.add(s.id);
+      this.publishersKnown = true;
+    }
+    const services: Service[] = [];
+    const byService = new Map<string, Task[]>();
+    for (const sid of this.publishers) {
+      const s = this.index.service(sid);
+      if (!s) continue;
+      services.push(s);
+      byService.set(sid, this.index.tasksOf(sid));
+    }
+    const want = publishedServices({
+      services, byService,
+      nodes: this.index.nodeMap(),
       networks: new Map(this.index.networks().map((n) => [n.id, n])),
       self: { id: self.id, address: self.address, ...(self.ingress ? { ingress: self.ingress } : {}) },
       ...(this.opts.shared ? { shared: true } : {}),
     });
+    // Invalid desired state (e.g. an IPv6 node address with IPv4 replicas) is dropped here,
+    // never handed to a transaction where it would block every other port.
+    const drop = (vs: VirtualService, reason: string): void => {
+      this.counters.dropped('ingress');
+      const k = `${vsKey(vs)}|${reason}`;
+      if (this.reported.has(k)) return;
+      this.reported.add(k);
+      this.opts.log?.(`published port ${vsKey(vs)} of ${vs.service} left out: ${reason}`);
+    };
+    return { ...want, host: validServices(want.host, drop), sandbox: validServices(want.sandbox, drop) };
   }
 
   private async sync(): Promise<void> {
     const want = this.desired();
     if (!want) return;
-    await Promise.all([
+    const results = await Promise.allSettled([
       this.host.sync(want.host),
       this.sandbox ? this.sandbox.proxier.sync(want.sandbox) : Promise.resolve(0),
     ]);
     this.last = want;
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /**
+   * Drift repair of both hops (the host table, the ingress sandbox's dataplane): each re-reads
+   * the kernel and puts back what differs. Resolves with the repairs (counted per hop).
+   */
+  async resync(): Promise<number> {
+    await this.sync();
+    const host = await this.host.resync();
+    this.counters.repaired('ingress-host', host);
+    const sbox = this.sandbox ? await this.sandbox.proxier.resync() : 0;
+    this.counters.repaired('ingress-sandbox', sbox);
+    return host + sbox;
   }
 
   private async stats(): Promise<Array<LbBackendStats & { hop: string }>> {

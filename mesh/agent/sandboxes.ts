@@ -11,9 +11,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkDriver } from '../../src/drivers/types.js';
 import { deleteNetns, ExecNft, listNetns, sharedNetnsRoamer, type LinkOps, type Nft, type Sysctl } from '../../src/kernel/index.js';
-import { notFound } from '../../src/errors.js';
+import { isNotFound, notFound } from '../../src/errors.js';
 import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
-import { ensureSandboxDns, LOOPBACK_RESOLVER, resolvConf } from './sandbox-dns.js';
+import { ensureSandboxDns, LOOPBACK_RESOLVER, resolvConf, SANDBOX_DNS_TABLE } from './sandbox-dns.js';
 
 export interface SandboxOptions {
   drivers: ReadonlyMap<DriverName, NetworkDriver>;
@@ -107,6 +107,47 @@ export class Sandboxes {
     writeFileSync(join(this.etc, ns, 'resolv.conf'), resolvConf(servers, dns.options ?? []));
     this.done.set(task.id, key);
     return ns;
+  }
+
+  /** Whether `ensure` completed for `taskId` (and nothing invalidated it since). */
+  isMade(taskId: string): boolean { return this.done.has(taskId); }
+
+  /** Forget that the sandbox was made: the next `ensure` checks and converges everything again. */
+  invalidate(taskId: string): void { this.done.delete(taskId); }
+
+  /**
+   * Drift of a made sandbox (empty: none): its netns exists (`present`: the names `ip netns`
+   * lists), each endpoint interface is there, up, with its address, and the 127.0.0.11
+   * redirect (table and sysctl) is in place. Reads only; the caller invalidates and re-ensures.
+   */
+  async drift(task: SandboxOwner, nets: Network[], dns: SandboxDnsConfig, present: ReadonlySet<string>): Promise<string[]> {
+    const ns = this.netnsOf(task.id);
+    if (!present.has(ns)) return ['netns'];
+    const out: string[] = [];
+    const roamer = await sharedNetnsRoamer();
+    const links = roamer.links(ns);
+    for (const [i, net] of nets.entries()) {
+      const addr = task.addresses[net.id];
+      if (!addr) continue;
+      const ifname = `eth${i}`;
+      const link = await links.getLink(ifname);
+      if (!link || !link.up) {
+        out.push(`endpoint ${ifname}`);
+        continue;
+      }
+      const have = await links.listAddresses(ifname);
+      if (!have.some((c) => c.split('/')[0] === addr.v4)) out.push(`address ${ifname}`);
+    }
+    if ((this.opts.loopbackResolver ?? true) && dns.gateway !== undefined) {
+      try {
+        await new ExecNft({ netns: ns }).list(SANDBOX_DNS_TABLE, 'ip');
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        out.push('dns-table');
+      }
+      if ((await roamer.sysctl(ns).get('net.ipv4.conf.all.route_localnet')) !== '1') out.push('route_localnet');
+    }
+    return out;
   }
 
   /** Removes the task's endpoints and namespace. Idempotent. */

@@ -22,7 +22,18 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
   { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' }, { name: 'lb-dataplane' },
+  { name: 'resync-interval' },
 ];
+
+/** `30s`, `500ms`, `2m` or a bare number of seconds, as milliseconds (`--resync-interval`). */
+export function parseDuration(v: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+  if (!m) throw new Error(`${flag} must be a duration like 30s, 500ms or 2m, got '${v}'`);
+  const n = Number(m[1]);
+  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+  if (!(ms >= 100) || ms > 86_400_000) throw new Error(`${flag} must be between 100ms and 24h, got '${v}'`);
+  return Math.round(ms);
+}
 
 /** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
 async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, reg: Registry, register: (reg: Registry) => void, io: Io): Promise<(() => Promise<void>) | undefined> {
@@ -42,7 +53,7 @@ const USAGE = `usage: shoal COMMAND
   shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
   shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
               [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]... [--vxlan-port 4789]
-              [--lb-dataplane auto|ipvs|nftables|none]
+              [--lb-dataplane auto|ipvs|nftables|none] [--resync-interval 30s]
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
@@ -93,7 +104,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   return 0;
 }
 
-type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane'>;
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   const out: AgentFlags = {};
@@ -122,6 +133,8 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
     if (!(DATAPLANE_CHOICES as readonly string[]).includes(dp)) throw new Error(`--lb-dataplane must be one of ${DATAPLANE_CHOICES.join(', ')}, got '${dp}'`);
     out.lbDataplane = dp as DataplaneChoice;
   }
+  const ri = one(p, 'resync-interval');
+  if (ri !== undefined) out.resyncIntervalMs = parseDuration(ri, '--resync-interval');
   return out;
 }
 

@@ -124,6 +124,8 @@ export interface AgentProcessOptions {
   metricsRegistry?: PromRegistry;
   /** VIP dataplane in task sandboxes (with netns isolation); default auto: ipvs, else nftables. */
   lbDataplane?: DataplaneChoice;
+  /** Period of the agent's full resync (drift repair), ms; default 30 s. */
+  resyncIntervalMs?: number;
   log: (msg: string) => void;
 }
 
@@ -158,6 +160,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     // No sandboxes (no root, or --isolation none): published ports through the userspace proxy.
     ...(!ctx ? { ingress: { host: new UserspaceLoadBalancer({ log: (m, e) => o.log(e ? `${m}: ${String(e)}` : m) }), shared: true, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     boundPorts: () => boundPorts(address),
+    ...(o.resyncIntervalMs !== undefined ? { resyncIntervalMs: o.resyncIntervalMs } : {}),
   });
   agent.start();
   return { agent, async stop() { await agent.stop(); await ctx?.close(); } };
