@@ -78,7 +78,7 @@ async function repaired(node: HarnessNode, kind: string, before: Record<string, 
       return (now[kind] ?? 0) > (before[kind] ?? 0) ? true : undefined;
     }, `traffic back and a '${kind}' repair counted on ${node.name}`, REPAIR_MS, 250);
   } catch (e) {
-    throw new Error(`${(e as Error).message}\nrepairs now: ${JSON.stringify(await repairs(node))}\n${h.logs()}`);
+    throw new Error(`${(e as Error).message}\nrepairs now: ${JSON.stringify(await repairs(node))}\n${h.logs()}`, { cause: e });
   }
 }
 
