@@ -10,7 +10,7 @@ import { describe, it } from 'vitest';
 import { expectKernelLabChecks } from '../helpers/kernel-lab.js';
 
 describe('ingress routing mesh on IPVS in the kernel lab', () => {
-  it('every node publishes, reaches every replica through its sandbox\'s IPVS (masqueraded); ipvsadm agrees; removal cleans up', async () => {
+  it('every node publishes, reaches every replica through its sandbox\'s IPVS (masqueraded); ipvsadm agrees; ipvsadm -C is repaired by the resync; removal cleans up', async () => {
     await expectKernelLabChecks({
       script: 'dist/test/kernel-lab/ingress-lab.js',
       // the harness, the `shoal` program and what it loads by URL at run time (worker threads)
@@ -19,7 +19,7 @@ describe('ingress routing mesh on IPVS in the kernel lab', () => {
         'dist/mesh/daemon/dataplane.js', 'dist/ingress/ipvs/load-balancer.js', 'dist/src/kernel/ipvs-genl.js',
         'dist/src/kernel/netns-roamer-handlers.js', 'dist/src/kernel/netns-worker.js',
       ],
-      checks: ['has-ipvs', 'harness', 'ingress-sandboxes', 'services', 'every-node', 'all-replicas', 'no-local-replica', 'ipvsadm', 'host-hop', 'remove', 'cleanup'],
+      checks: ['has-ipvs', 'harness', 'ingress-sandboxes', 'services', 'every-node', 'all-replicas', 'no-local-replica', 'ipvsadm', 'host-hop', 'ipvsadm-clear-repaired', 'remove', 'cleanup'],
       vmTimeoutS: 420,
     });
   }, 660_000);

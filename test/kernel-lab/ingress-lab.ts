@@ -83,7 +83,7 @@ async function main(): Promise<void> {
 
     await check('harness', async () => {
       const t = performance.now();
-      h = await startHarness({ nodes: 2, agentArgs: ['--lb-dataplane', 'ipvs'], readyTimeoutMs: 120_000 });
+      h = await startHarness({ nodes: 2, agentArgs: ['--lb-dataplane', 'ipvs', '--resync-interval', '2s'], readyTimeoutMs: 120_000 });
       prefix = h.prefix;
       return `manager + 2 agents (--lb-dataplane ipvs) + client, prefix ${h.prefix}, up in ${((performance.now() - t) / 1000).toFixed(1)} s`;
     });
@@ -226,6 +226,32 @@ async function main(): Promise<void> {
         out.push(`${n.address}:8080,8090 -> ${sboxOf(n)}`);
       }
       return `nft ${HOST_TABLE} in each node netns DNATs to its sandbox: ${out.join('; ')}`;
+    });
+
+    await check('ipvsadm-clear-repaired', async () => {
+      // Drift: someone clears IPVS in a node's ingress sandbox; the periodic resync puts it back.
+      assert(solo, 'no solo task');
+      const s = solo;
+      const n = hh.nodes[0] as HarnessNode;
+      const sb = sboxOf(n);
+      const want = [
+        `TCP ${sb}:8080 rr`, ...web.map((t) => `TCP ${sb}:8080 rr -> ${ingressAddr(t)}:80 Masq 1`),
+        `TCP ${sb}:8090 rr`, `TCP ${sb}:8090 rr -> ${ingressAddr(s)}:80 Masq 1`,
+      ].sort();
+      const repairs = async (): Promise<number> => {
+        const m = await n.exec(['curl', '-sS', '-m', '10', 'http://127.0.0.1:9323/metrics']);
+        return Number(/^shoal_agent_repairs_total\{kind="ingress-sandbox"\} (\d+)/m.exec(m.stdout)?.[1] ?? 0);
+      };
+      const before = await repairs();
+      await run('ip', ['netns', 'exec', sboxNetns(n), 'ipvsadm', '-C']);
+      assert((await ipvsadm(sboxNetns(n))).length === 0, 'ipvsadm -C left services behind');
+      const t = performance.now();
+      await until(`IPVS in ${sboxNetns(n)} repaired`, async () => same(await ipvsadm(sboxNetns(n)), want));
+      const took = ((performance.now() - t) / 1000).toFixed(1);
+      const answers = await fromClient(hh, n.address, 8080, 4);
+      assert(answers.length === 4, 'no answers through the repaired node');
+      const after = await until('the repair to be counted', async () => ((await repairs()) > before ? repairs() : undefined));
+      return `ipvsadm -C in ${sboxNetns(n)}: services back after ${took} s (resync every 2 s), ${n.address}:8080 answers again, shoal_agent_repairs_total{kind="ingress-sandbox"} ${before} -> ${after}`;
     });
 
     await check('remove', async () => {
