@@ -181,7 +181,22 @@ export class IpvsLoadBalancer implements LoadBalancer {
         }
       }
       this.prepared = false; // timeouts and sysctls again (a recreated netns has defaults)
-      await this.doSyncAll([...this.state.values()]);
+      await this.prepare();
+      // The masquerade table as a whole (atomic; conntrack keeps the flows it already NATs).
+      if (this.opts.nft) await this.replaceMasq(new Map(this.masq));
+      // What was applied stays the record: a failure half-way is repaired by the next resync.
+      const kernel = new Map<string, IpvsServiceEntry>();
+      for (const s of await this.ipvs.getServices()) if (this.owns(s)) kernel.set(keyOfKernel(s), s);
+      for (const [key, vs] of this.state) {
+        const have = kernel.get(key);
+        const dests = have ? new Map((await this.ipvs.getDests(have)).map((d) => [ipvsDestKey(d), d as IpvsDest] as const)) : undefined;
+        await this.converge(have ? { svc: have, dests: dests ?? new Map() } : undefined, planOf(vs));
+      }
+      for (const [key, s] of kernel) {
+        if (this.state.has(key)) continue;
+        await this.ipvs.delService(s);
+        this.repairs++;
+      }
       return this.repairs;
     });
   }

@@ -15,7 +15,7 @@ import { TERMINAL } from '../manager/plan.js';
 import { NodeDns, type NodeDnsOptions } from './dns.js';
 import { drainConnections } from './drain.js';
 import { HealthMonitor } from './health.js';
-import { INGRESS_SANDBOX_ID, NodeIngress, type NodeIngressOptions } from './ingress.js';
+import { INGRESS_SANDBOX_ID, INGRESS_SANDBOX_SYSCTLS, NodeIngress, type NodeIngressOptions } from './ingress.js';
 import { NodeLb, type NodeLbOptions } from './lb.js';
 import { AgentCounters, Backoff } from './counters.js';
 import { LocalIndex, type IndexChange } from './local-index.js';
@@ -259,7 +259,7 @@ export class Agent {
       const ingressNet = self?.ingress ? this.index.network(self.ingress.network) : undefined;
       if (self?.ingress && ingressNet) {
         const owner = { id: INGRESS_SANDBOX_ID, addresses: { [ingressNet.id]: { v4: self.ingress.v4 } } };
-        const drift = await sandboxes.drift(owner, [ingressNet], {}, present);
+        const drift = await sandboxes.drift(owner, [ingressNet], {}, present, INGRESS_SANDBOX_SYSCTLS);
         if (drift.length) {
           this.counters.repaired('ingress-sandbox', drift.length);
           this.opts.log?.(`ingress sandbox drifted (${drift.join(', ')}); repairing`);

@@ -28,6 +28,16 @@ import type { Sandboxes } from './sandboxes.js';
 /** The ingress sandbox's id among the agent's sandboxes (its netns is `<nsPrefix>ingress-sbox`). */
 export const INGRESS_SANDBOX_ID = 'ingress-sbox';
 
+/**
+ * sysctls of the ingress sandbox: it forwards (it balances flows on to replicas), and replies to
+ * a masqueraded flow leave by the interface they came in on: no redirects.
+ */
+export const INGRESS_SANDBOX_SYSCTLS: Readonly<Record<string, number>> = {
+  'net.ipv4.ip_forward': 1,
+  'net.ipv4.conf.all.send_redirects': 0,
+  'net.ipv4.conf.default.send_redirects': 0,
+};
+
 export interface NodeIngressOptions {
   /** The node's dataplane of the host hop (its own namespace). */
   host: LoadBalancer;
@@ -107,10 +117,7 @@ export class NodeIngress {
     if (this.sandbox?.key === key) return;
     const netns = await sandboxes.ensure({ id: INGRESS_SANDBOX_ID, addresses: { [net.id]: { v4: address } } }, [net], {});
     const sysctl = netnsSysctl(netns);
-    await sysctl.set('net.ipv4.ip_forward', 1);
-    // Replies to a masqueraded flow leave by the interface they came in on: no redirects.
-    await sysctl.set('net.ipv4.conf.all.send_redirects', 0);
-    await sysctl.set('net.ipv4.conf.default.send_redirects', 0);
+    for (const [k, v] of Object.entries(INGRESS_SANDBOX_SYSCTLS)) await sysctl.set(k, v);
     if (!this.opts.make) throw new Error('this node has no dataplane for an ingress sandbox');
     if (this.sandbox) await this.sandbox.proxier.close();
     this.sandbox = { netns, key, proxier: new Proxier(this.opts.make(netns)) };

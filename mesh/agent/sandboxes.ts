@@ -10,7 +10,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkDriver } from '../../src/drivers/types.js';
-import { deleteNetns, ExecNft, listNetns, sharedNetnsRoamer, type LinkOps, type Nft, type Sysctl } from '../../src/kernel/index.js';
+import { deleteNetns, ExecNft, execTool, listNetns, sharedNetnsRoamer, type LinkOps, type Nft, type Sysctl } from '../../src/kernel/index.js';
 import { isNotFound, notFound } from '../../src/errors.js';
 import type { Network, NetworkDriver as DriverName, Task } from '../../src/model/types.js';
 import { ensureSandboxDns, LOOPBACK_RESOLVER, resolvConf, SANDBOX_DNS_TABLE } from './sandbox-dns.js';
@@ -117,10 +117,11 @@ export class Sandboxes {
 
   /**
    * Drift of a made sandbox (empty: none): its netns exists (`present`: the names `ip netns`
-   * lists), each endpoint interface is there, up, with its address, and the 127.0.0.11
-   * redirect (table and sysctl) is in place. Reads only; the caller invalidates and re-ensures.
+   * lists), each endpoint interface is there, up, with its address, the default route goes
+   * via the first network's gateway, `extraSysctls` hold, and the 127.0.0.11 redirect (table
+   * and sysctl) is in place. Reads only; the caller invalidates and re-ensures.
    */
-  async drift(task: SandboxOwner, nets: Network[], dns: SandboxDnsConfig, present: ReadonlySet<string>): Promise<string[]> {
+  async drift(task: SandboxOwner, nets: Network[], dns: SandboxDnsConfig, present: ReadonlySet<string>, extraSysctls?: Readonly<Record<string, number>>): Promise<string[]> {
     const ns = this.netnsOf(task.id);
     if (!present.has(ns)) return ['netns'];
     const out: string[] = [];
@@ -137,6 +138,16 @@ export class Sandboxes {
       }
       const have = await links.listAddresses(ifname);
       if (!have.some((c) => c.split('/')[0] === addr.v4)) out.push(`address ${ifname}`);
+    }
+    // The default route via the first network's gateway (LinkOps lists no routes: ask `ip`).
+    const first = nets[0];
+    if (first && task.addresses[first.id] && !out.some((p) => p.endsWith(' eth0'))) {
+      const r = await execTool('sandbox.routes', 'ip', ['-n', ns, '-j', 'route', 'show', 'default'], { timeoutMs: 5000 });
+      const routes = JSON.parse(r.stdout || '[]') as Array<{ gateway?: string }>;
+      if (!routes.some((x) => x.gateway === first.ipam.v4.gateway)) out.push('default route');
+    }
+    if (extraSysctls) {
+      for (const [k, v] of Object.entries(extraSysctls)) if ((await roamer.sysctl(ns).get(k)) !== String(v)) out.push(k);
     }
     if ((this.opts.loopbackResolver ?? true) && dns.gateway !== undefined) {
       try {

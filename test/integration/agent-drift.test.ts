@@ -3,8 +3,8 @@
  * every second): kernel state broken behind the agent's back is found by the periodic resync
  * and put back, traffic works again within a few resync intervals, and
  * `shoal_agent_repairs_total{kind}` counted it. Each case breaks one thing with the real tool
- * an operator would use (`nft flush ruleset`, `ip link del`, `bridge fdb flush`, `ip neigh
- * flush`, `ip netns del`).
+ * an operator would use (`nft flush ruleset`, `ip link del`, `ip route del`, `sysctl -w`,
+ * `bridge fdb flush`, `ip neigh flush`, `ip netns del`).
  *
  * Also: a VIP answers on a port no `-p` declared (every port of a vip service), and one bad
  * object (a service on a macvlan network whose parent does not exist) never blocks the others:
@@ -151,6 +151,23 @@ describe('drift repair (periodic resync re-reads the kernel)', () => {
     expect((await node.exec(['ip', 'link', 'del', veth])).code).toBe(0);
     await expect(fromTask(probe, 'http://web/', 1)).rejects.toThrow();
     await repaired(node, 'sandbox', before, allReplicas);
+  });
+
+  it('ip route del default in a task sandbox, ip_forward=0 in the ingress sandbox: both put back', async () => {
+    const node = nodeOf(probe);
+    const before = await repairs(node);
+    expect((await run('ip', ['-n', nsOf(probe), 'route', 'del', 'default'])).code).toBe(0);
+    const sbox = `${node.name}-ingress-sbox`;
+    expect((await run('ip', ['netns', 'exec', sbox, 'sysctl', '-qw', 'net.ipv4.ip_forward=0'])).code).toBe(0);
+    await repaired(node, 'sandbox', before, async () => {
+      const r = await run('ip', ['-n', nsOf(probe), 'route', 'show', 'default']);
+      if (!r.out.includes(`via ${app.ipam.v4.gateway}`)) throw new Error(`default route: '${r.out.trim()}'`);
+    });
+    await repaired(node, 'ingress-sandbox', before, async () => {
+      const r = await run('ip', ['netns', 'exec', sbox, 'sysctl', '-n', 'net.ipv4.ip_forward']);
+      if (r.out.trim() !== '1') throw new Error(`ip_forward ${r.out.trim()}`);
+      await fromOutside(node, 8086);
+    });
   });
 
   it('bridge fdb flush and ip neigh flush on the overlay: remote peers come back', async () => {
