@@ -118,12 +118,12 @@ export class Agent {
       this.index.onChange((changes) => dns.apply(changes));
     }
     if (this.net && opts.lb) {
-      const lb = new NodeLb(this.index, { ...opts.lb, counters: this.counters, ...(opts.log ? { log: opts.log } : {}) });
+      const lb = new NodeLb(this.index, { ...opts.lb, counters: this.counters, onInvalid: (s, r) => this.noteInvalid(s, r), ...(opts.log ? { log: opts.log } : {}) });
       this.lb = lb;
       this.index.onChange((changes) => lb.changed(changes));
     }
     if (opts.ingress) {
-      const ingress = new NodeIngress(this.index, () => this.nodeId, { ...opts.ingress, counters: this.counters, ...(opts.log ? { log: opts.log } : {}) });
+      const ingress = new NodeIngress(this.index, () => this.nodeId, { ...opts.ingress, counters: this.counters, onInvalid: (s, r) => this.noteInvalid(s, r), ...(opts.log ? { log: opts.log } : {}) });
       this.ingress = ingress;
       this.index.onChange((changes) => ingress.changed(changes));
     }
@@ -160,6 +160,21 @@ export class Agent {
       } else if (c.kind === 'networks') wake = true;
     }
     if (wake) this.runner.run();
+  }
+
+  /**
+   * Desired state of a service could not be programmed here (dropped before any transaction):
+   * its tasks on this node say so in their status message (`shoal service ps`).
+   */
+  private noteInvalid(serviceName: string, reason: string): void {
+    const self = this.nodeId;
+    if (!self) return;
+    for (const t of this.index.tasksOnNode(self)) {
+      if (t.serviceName !== serviceName || t.desiredState !== 'running') continue;
+      const pid = this.pids.get(t.id);
+      if (pid === undefined) continue;
+      this.report(t, 'running', `running; ${reason}`, { pid, ...this.healthField(t.id) });
+    }
   }
 
   /** Bound ports of the node without those this agent's own published-port proxies hold. */

@@ -47,6 +47,8 @@ export interface NodeIngressOptions {
   shared?: boolean;
   metricsRegistry?: Registry;
   counters?: AgentCounters;
+  /** Desired state of `service` (its name) was dropped as invalid, with the reason (once per reason). */
+  onInvalid?: (service: string, reason: string) => void;
   log?: (msg: string) => void;
 }
 
@@ -178,6 +180,7 @@ export class NodeIngress {
       if (this.reported.has(k)) return;
       this.reported.add(k);
       this.opts.log?.(`published port ${vsKey(vs)} of ${vs.service} left out: ${reason}`);
+      this.opts.onInvalid?.(vs.service, `published port ${vsKey(vs)} not programmed on this node: ${reason}`);
     };
     return { ...want, host: validServices(want.host, drop), sandbox: validServices(want.sandbox, drop) };
   }

@@ -44,6 +44,8 @@ export interface NodeLbOptions {
   make(netns: string): LoadBalancer;
   metricsRegistry?: Registry;
   counters?: AgentCounters;
+  /** Desired state of `service` (its name) was dropped as invalid, with the reason (once per reason). */
+  onInvalid?: (service: string, reason: string) => void;
   log?: (msg: string) => void;
 }
 
@@ -252,6 +254,7 @@ export class NodeLb {
         if (this.reported.has(k)) return;
         this.reported.add(k);
         this.opts.log?.(`load balancing: virtual service ${vsKey(vs)} of ${vs.service} left out: ${reason}`);
+        this.opts.onInvalid?.(vs.service, `VIP ${vsKey(vs)} not balanced: ${reason}`);
       });
       if (list.length) out.set(network, list);
     }

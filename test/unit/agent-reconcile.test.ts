@@ -167,13 +167,13 @@ describe('NodeLb change tracking', () => {
 });
 
 describe('NodeIngress', () => {
-  function ingressSetup(address: string): { index: LocalIndex; host: NftLoadBalancer; nft: FakeNft; ing: NodeIngress; web: Service } {
+  function ingressSetup(address: string, onInvalid?: (s: string, r: string) => void): { index: LocalIndex; host: NftLoadBalancer; nft: FakeNft; ing: NodeIngress; web: Service } {
     const web = svc('s1', 'web', '10.0.0.2', { ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'host' }] });
     const index = new LocalIndex();
     index.applyList([kv('networks', bridgeNet), kv('nodes', node('n1', address)), kv('services', web), kv('tasks', task('a', web, '10.0.0.11'))], 5);
     const nft = new FakeNft();
     const host = new NftLoadBalancer({ nft, table: 'sh_publish' });
-    const ing = new NodeIngress(index, () => 'n1', { host });
+    const ing = new NodeIngress(index, () => 'n1', { host, ...(onInvalid ? { onInvalid } : {}) });
     index.onChange((c) => ing.changed(c));
     return { index, host, nft, ing, web };
   }
@@ -194,12 +194,14 @@ describe('NodeIngress', () => {
   });
 
   it('an IPv6 node address meeting IPv4 replicas is dropped and counted, never thrown at the dataplane', async () => {
-    const { host, ing } = ingressSetup('2001:db8::1');
+    const notes: string[] = [];
+    const { host, ing } = ingressSetup('2001:db8::1', (svcName, reason) => notes.push(`${svcName}: ${reason}`));
     ing.start();
     await ing.idle();
     expect(ing.syncFailures).toBe(0);
     expect(host.applied().size).toBe(0);
     expect(ing.counters.invalid.get('ingress')).toBeGreaterThan(0);
+    expect(notes).toEqual([expect.stringMatching(/^web: published port tcp\/\[2001:db8::1\]\/8080 not programmed on this node: .*IPv6/)]);
     await ing.stop();
   });
 });
