@@ -117,6 +117,9 @@ export class AgentSession {
     this.outbox.sent(taskId, status, this.pingSeq + 1);
   }
 
+  /** Heartbeat intervals since the last frame from the manager (0 on a healthy connection right after a pong). */
+  get silentTicks(): number { return this.missed; }
+
   private log(msg: string): void { this.opts.log?.(msg); }
 
   private scanPorts(): string[] | undefined {
