@@ -3,8 +3,8 @@
  * local index, report task status. Reconnects with back-off when the manager goes away and
  * resumes from the last revision it applied (or re-lists when the manager says so).
  *
- * Liveness: every heartbeat interval the session also sends a WebSocket ping; any frame from
- * the manager (message, ping or pong) proves it alive. A connection silent for two intervals
+ * Liveness: every heartbeat interval the session also sends a WebSocket ping; any byte from
+ * the manager (a message, a ping, a pong, part of a large frame) proves it alive. A connection silent for two intervals
  * after a ping is terminated at the next tick, so a half-open connection (the manager or the
  * path vanished without a FIN) is given up within 3 intervals and the session reconnects.
  */
@@ -172,6 +172,9 @@ export class AgentSession {
     this.missed = 0;
     const alive = (): void => { this.missed = 0; };
     ws.on('ping', alive);
+    // Bytes count, not only whole frames: a large relist on a thin link can take longer than
+    // the deadline, and the manager's pongs wait behind it on the same stream.
+    ws.once('upgrade', (res) => { res.socket.on('data', alive); });
     ws.on('pong', (data: Buffer) => {
       alive();
       const seq = Number(data.toString());

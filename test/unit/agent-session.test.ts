@@ -4,7 +4,7 @@
  * for real and are awaited by polling with a deadline, so "within 3 intervals" is counted in
  * fake ticks, not guessed from wall-clock sleeps.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { LocalIndex } from '../../mesh/agent/local-index.js';
@@ -22,7 +22,7 @@ async function until(cond: () => boolean, what: string, ms = 3000): Promise<void
   }
 }
 
-interface Conn { ws: WebSocket; msgs: Array<Record<string, unknown>>; pings: number; closed: boolean }
+interface Conn { ws: WebSocket; raw: Socket; msgs: Array<Record<string, unknown>>; pings: number; closed: boolean }
 
 /** A manager stand-in: answers join with welcome + an established frame at `revision`. */
 class FakeManager {
@@ -34,12 +34,12 @@ class FakeManager {
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong });
     await new Promise<void>((r) => wss.once('listening', r));
     const fm = new FakeManager(wss, `http://127.0.0.1:${(wss.address() as AddressInfo).port}`);
-    wss.on('connection', (ws) => fm.accept(ws));
+    wss.on('connection', (ws, req) => fm.accept(ws, req.socket));
     return fm;
   }
 
-  private accept(ws: WebSocket): void {
-    const c: Conn = { ws, msgs: [], pings: 0, closed: false };
+  private accept(ws: WebSocket, raw: Socket): void {
+    const c: Conn = { ws, raw, msgs: [], pings: 0, closed: false };
     this.conns.push(c);
     ws.on('ping', () => c.pings++);
     ws.on('close', () => { c.closed = true; });
@@ -125,6 +125,27 @@ describe('AgentSession liveness', () => {
     expect(m.conns).toHaveLength(1);
     expect(s.stats.pingTimeouts).toBe(0);
     expect(m.conns[0]?.msgs.filter((x) => x['type'] === 'heartbeat')).toHaveLength(6);
+  });
+
+  it('counts the bytes of a frame still arriving as life: a slow large relist is not cut off', async () => {
+    fm = await FakeManager.start(false);
+    const m = fm;
+    const { s } = newSession(m.url);
+    s.start();
+    await until(() => s.connected, 'join');
+    const raw = m.conns[0]?.raw;
+    // A 64 KiB text frame whose payload trickles in, 100 bytes per interval (no pong ever).
+    raw?.write(Buffer.from([0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]));
+    for (let i = 1; i <= 6; i++) {
+      vi.advanceTimersByTime(INTERVAL);
+      raw?.write('a'.repeat(100));
+      await until(() => s.silentTicks === 0, `chunk ${i}`);
+    }
+    expect(s.stats.pingTimeouts).toBe(0);
+    // The trickle stops: the connection is given up on the 3rd silent interval.
+    for (let i = 0; i < 3; i++) vi.advanceTimersByTime(INTERVAL);
+    expect(s.stats.pingTimeouts).toBe(1);
+    expect(m.conns).toHaveLength(1);
   });
 
   it('re-lists after a 4008 close: the next join carries no revision', async () => {
