@@ -36,8 +36,6 @@ export interface SessionOptions {
   heartbeatIntervalMs?: number;
   /** Most tasks whose latest status is held while disconnected; past it the stalest is dropped. Default 4096. */
   maxPendingStatuses?: number;
-  /** Opens the socket; tests inject one. Default: a `ws` client. */
-  connect?: (url: string, opts: { headers: Record<string, string>; handshakeTimeout: number; maxPayload: number }) => WebSocket;
 }
 
 /** Counters of a session, monotonic (exported as metrics by the agent). */
@@ -76,7 +74,7 @@ export class AgentSession {
   private readonly outbox: StatusOutbox;
   /** Pings sent on this connection; a pong carries the number of the ping it answers. */
   private pingSeq = 0;
-  /** Ticks since the last frame from the manager. */
+  /** Ticks since the last byte from the manager. */
   private missed = 0;
   /** Bound ports as last sent to the manager (JSON). */
   private sentPorts = '';
@@ -117,7 +115,7 @@ export class AgentSession {
     this.outbox.sent(taskId, status, this.pingSeq + 1);
   }
 
-  /** Heartbeat intervals since the last frame from the manager (0 on a healthy connection right after a pong). */
+  /** Heartbeat intervals since the last byte from the manager (0 on a healthy connection right after a pong). */
   get silentTicks(): number { return this.missed; }
 
   private log(msg: string): void { this.opts.log?.(msg); }
@@ -166,7 +164,7 @@ export class AgentSession {
     if (this.stopped) return;
     const url = wsUrl(this.opts.managerUrl, '/v1/agent');
     const wsOpts = { headers: { authorization: `Bearer ${this.opts.joinToken}` }, handshakeTimeout: 5000, maxPayload: 256 << 20 };
-    const ws = this.opts.connect ? this.opts.connect(url, wsOpts) : new WebSocket(url, wsOpts);
+    const ws = new WebSocket(url, wsOpts);
     this.ws = ws;
     this.pingSeq = 0;
     this.missed = 0;
@@ -181,8 +179,8 @@ export class AgentSession {
       if (Number.isInteger(seq)) this.outbox.confirm(seq);
     });
     ws.on('open', () => {
-      // Liveness from the first byte: a manager that accepts the socket and then hangs on the
-      // join must not hold the agent forever.
+      // Liveness from the start, not from the welcome: a path that dies during the join must
+      // not hold the agent forever.
       this.startTicker(ws);
       const join: Record<string, unknown> = { type: 'join', name: this.opts.name, address: this.opts.address };
       if (this.opts.index.synced) join['revision'] = this.opts.index.revision;
