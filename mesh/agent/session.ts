@@ -2,11 +2,17 @@
  * The agent's connection to a manager: join, heartbeat, receive the watch stream into the
  * local index, report task status. Reconnects with back-off when the manager goes away and
  * resumes from the last revision it applied (or re-lists when the manager says so).
+ *
+ * Liveness: every heartbeat interval the session also sends a WebSocket ping; any byte from
+ * the manager (a message, a ping, a pong, part of a large frame) proves it alive. A connection silent for two intervals
+ * after a ping is terminated at the next tick, so a half-open connection (the manager or the
+ * path vanished without a FIN) is given up within 3 intervals and the session reconnects.
  */
 import { WebSocket } from 'ws';
-import type { Node, TaskStatus } from '../../src/model/types.js';
+import type { Node } from '../../src/model/types.js';
 import type { WatchFrame } from '../api/watch.js';
 import type { LocalIndex } from './local-index.js';
+import { StatusOutbox, type OutboxStats, type ReportedStatus } from './status-outbox.js';
 
 export interface SessionOptions {
   /** `http://host:port` or `unix:///path/to/socket`. */
@@ -23,7 +29,26 @@ export interface SessionOptions {
   boundPorts?: () => string[];
   /** Max reconnect back-off. Default 2 s: an agent must be back quickly after a manager restart. */
   maxBackoffMs?: number;
+  /**
+   * Heartbeat and ping interval. Default: a quarter of the lease TTL the manager announces
+   * (at least 200 ms; 2.5 s until the first welcome). A dead connection is given up within 3.
+   */
+  heartbeatIntervalMs?: number;
+  /** Most tasks whose latest status is held while disconnected; past it the stalest is dropped. Default 4096. */
+  maxPendingStatuses?: number;
 }
+
+/** Counters of a session, monotonic (exported as metrics by the agent). */
+export interface SessionStats extends OutboxStats {
+  /** Connections lost after a welcome (each is followed by a reconnect attempt). */
+  reconnects: number;
+  /** Connections terminated because the manager answered nothing for too long. */
+  pingTimeouts: number;
+}
+
+const DEFAULT_INTERVAL_MS = 2500;
+/** Ticks without any frame from the peer after which the connection is terminated. */
+const MISSED_TICKS_LIMIT = 2;
 
 /** Turns a manager URL into the WebSocket URL of `path` (ws+unix for sockets). */
 export function wsUrl(managerUrl: string, path: string): string {
@@ -31,21 +56,35 @@ export function wsUrl(managerUrl: string, path: string): string {
   return managerUrl.replace(/^http/, 'ws').replace(/\/$/, '') + path;
 }
 
+/**
+ * One agent's session with a manager. `start()` connects (and keeps reconnecting until
+ * `stop()`); `connected` is true between a welcome and the socket's close; `node` is the node
+ * record of the last welcome.
+ */
 export class AgentSession {
   private ws: WebSocket | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+  private tickMs: number;
   private retry: NodeJS.Timeout | undefined;
   private backoff = 100;
   private stopped = false;
   node: Node | undefined;
   connected = false;
-  private readonly pending: string[] = [];
+  readonly stats: SessionStats = { reconnects: 0, pingTimeouts: 0, statusDropped: 0, statusCoalesced: 0 };
+  private readonly outbox: StatusOutbox;
+  /** Pings sent on this connection; a pong carries the number of the ping it answers. */
+  private pingSeq = 0;
+  /** Ticks since the last byte from the manager. */
+  private missed = 0;
   /** Bound ports as last sent to the manager (JSON). */
   private sentPorts = '';
   /** Log streams this session serves, by stream id (cancelled when the session ends). */
   private readonly logStreams = new Map<string, () => void>();
 
-  constructor(private readonly opts: SessionOptions) {}
+  constructor(private readonly opts: SessionOptions) {
+    this.tickMs = opts.heartbeatIntervalMs ?? DEFAULT_INTERVAL_MS;
+    this.outbox = new StatusOutbox(opts.maxPendingStatuses ?? 4096, this.stats);
+  }
 
   start(): void {
     this.stopped = false;
@@ -55,17 +94,29 @@ export class AgentSession {
   stop(): void {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
-    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.stopTicker();
     this.ws?.close(1000, 'agent stopping');
     this.ws?.terminate();
   }
 
-  /** Sends a task's status; queued while disconnected and sent after the next join. */
-  reportStatus(taskId: string, status: Omit<TaskStatus, 'since'>): void {
-    const msg = JSON.stringify({ type: 'task-status', taskId, status });
-    if (this.connected && this.ws?.readyState === WebSocket.OPEN) this.ws.send(msg);
-    else this.pending.push(msg);
+  /**
+   * Sends a task's status. While disconnected only the latest status per task is kept (at most
+   * `maxPendingStatuses` tasks) and sent after the next join; so is one written to a connection
+   * that then died before the manager proved it received it.
+   */
+  reportStatus(taskId: string, status: ReportedStatus): void {
+    const ws = this.ws;
+    if (this.connected && ws?.readyState === WebSocket.OPEN) this.sendStatus(ws, taskId, status);
+    else this.outbox.queue(taskId, status);
   }
+
+  private sendStatus(ws: WebSocket, taskId: string, status: ReportedStatus): void {
+    ws.send(JSON.stringify({ type: 'task-status', taskId, status }));
+    this.outbox.sent(taskId, status, this.pingSeq + 1);
+  }
+
+  /** Heartbeat intervals since the last byte from the manager (0 on a healthy connection right after a pong). */
+  get silentTicks(): number { return this.missed; }
 
   private log(msg: string): void { this.opts.log?.(msg); }
 
@@ -78,13 +129,59 @@ export class AgentSession {
     }
   }
 
+  private stopTicker(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  /** (Re)starts the heartbeat/liveness timer of `ws` at the current interval. */
+  private startTicker(ws: WebSocket): void {
+    this.stopTicker();
+    this.ticker = setInterval(() => this.tick(ws), this.tickMs);
+  }
+
+  private tick(ws: WebSocket): void {
+    if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.missed >= MISSED_TICKS_LIMIT) {
+      this.stats.pingTimeouts++;
+      this.log(`manager silent for ${this.missed} heartbeat intervals (${this.tickMs} ms each); dropping the connection`);
+      // terminate(), not close(): a closing handshake would wait on the same dead path.
+      ws.terminate();
+      return;
+    }
+    this.missed++;
+    ws.ping(String(++this.pingSeq));
+    if (!this.connected) return;
+    ws.send('{"type":"heartbeat"}');
+    const ports = this.scanPorts();
+    if (ports && JSON.stringify(ports) !== this.sentPorts) {
+      this.sentPorts = JSON.stringify(ports);
+      ws.send(JSON.stringify({ type: 'bound-ports', ports }));
+    }
+  }
+
   private connect(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(wsUrl(this.opts.managerUrl, '/v1/agent'), {
-      headers: { authorization: `Bearer ${this.opts.joinToken}` }, handshakeTimeout: 5000, maxPayload: 256 << 20,
-    });
+    const url = wsUrl(this.opts.managerUrl, '/v1/agent');
+    const wsOpts = { headers: { authorization: `Bearer ${this.opts.joinToken}` }, handshakeTimeout: 5000, maxPayload: 256 << 20 };
+    const ws = new WebSocket(url, wsOpts);
     this.ws = ws;
+    this.pingSeq = 0;
+    this.missed = 0;
+    const alive = (): void => { this.missed = 0; };
+    ws.on('ping', alive);
+    // Bytes count, not only whole frames: a large relist on a thin link can take longer than
+    // the deadline, and the manager's pongs wait behind it on the same stream.
+    ws.once('upgrade', (res) => { res.socket.on('data', alive); });
+    ws.on('pong', (data: Buffer) => {
+      alive();
+      const seq = Number(data.toString());
+      if (Number.isInteger(seq)) this.outbox.confirm(seq);
+    });
     ws.on('open', () => {
+      // Liveness from the start, not from the welcome: a path that dies during the join must
+      // not hold the agent forever.
+      this.startTicker(ws);
       const join: Record<string, unknown> = { type: 'join', name: this.opts.name, address: this.opts.address };
       if (this.opts.index.synced) join['revision'] = this.opts.index.revision;
       const ports = this.scanPorts();
@@ -94,12 +191,14 @@ export class AgentSession {
       }
       ws.send(JSON.stringify(join));
     });
-    ws.on('message', (data) => this.onMessage(ws, data.toString()));
+    ws.on('message', (data) => { alive(); this.onMessage(ws, data.toString()); });
     ws.on('close', (code, reason) => {
+      if (this.connected) this.stats.reconnects++;
       this.connected = false;
       for (const cancel of this.logStreams.values()) cancel();
       this.logStreams.clear();
-      if (this.heartbeat) clearInterval(this.heartbeat);
+      if (ws === this.ws) this.stopTicker();
+      this.outbox.requeueUnconfirmed();
       if (this.stopped) return;
       this.log(`disconnected from manager (${code} ${reason.toString()}); reconnecting`);
       // 4008: we were too slow and must re-list; the next join then carries no revision.
@@ -122,17 +221,12 @@ export class AgentSession {
       this.connected = true;
       this.backoff = 100;
       const ttl = typeof msg['leaseTtlSeconds'] === 'number' ? msg['leaseTtlSeconds'] : 10;
-      if (this.heartbeat) clearInterval(this.heartbeat);
-      this.heartbeat = setInterval(() => {
-        if (ws.readyState !== WebSocket.OPEN) return;
-        ws.send('{"type":"heartbeat"}');
-        const ports = this.scanPorts();
-        if (ports && JSON.stringify(ports) !== this.sentPorts) {
-          this.sentPorts = JSON.stringify(ports);
-          ws.send(JSON.stringify({ type: 'bound-ports', ports }));
-        }
-      }, Math.max(200, (ttl * 1000) / 4));
-      for (const m of this.pending.splice(0)) ws.send(m);
+      const interval = this.opts.heartbeatIntervalMs ?? Math.max(200, (ttl * 1000) / 4);
+      if (interval !== this.tickMs || !this.ticker) {
+        this.tickMs = interval;
+        this.startTicker(ws);
+      }
+      for (const [taskId, status] of this.outbox.take()) this.sendStatus(ws, taskId, status);
       this.opts.onWelcome?.(this.node);
       return;
     }

@@ -7,6 +7,13 @@
  * Manager -> agent: `{type:"welcome", node, leaseTtlSeconds}`, then the watch stream
  * (watch.ts frames), resuming from `revision` when the agent had one.
  * A heartbeat on an expired lease closes the session with 4010: the agent re-joins.
+ *
+ * Ordering: nothing is handled before the join is done. After it, heartbeats renew the lease
+ * at once (never behind a store write), task statuses go through a {@link TaskStatusWriter}
+ * (in order per task, coalesced, bounded), log frames go straight to the relay, and the rest
+ * (bound ports) is handled one at a time.
+ * Liveness: the manager pings every interval and terminates a socket that sent no frame for two
+ * intervals after a ping, so an agent that vanished without a FIN is dropped within 3.
  */
 import type { WebSocket, RawData } from 'ws';
 import { conflict, invalid, messageOf } from '../../src/errors.js';
@@ -17,6 +24,7 @@ import { joinNode, reportBoundPorts } from '../manager/nodes.js';
 import type { LogRelay } from './log-relay.js';
 import { getObject, putObject, unchanged } from '../manager/objects.js';
 import { parseBoundPorts, parseNodeJoin } from './validate.js';
+import { TaskStatusWriter, type StatusWriterStats } from './status-writer.js';
 import { streamWatch } from './watch.js';
 
 export const CLOSE_LEASE_EXPIRED = 4010;
@@ -49,13 +57,73 @@ export async function reportTaskStatus(store: Store, nodeId: string, taskId: str
   throw conflict(`task ${taskId} kept changing; status not recorded`);
 }
 
-export function handleAgentSession(ws: WebSocket, m: Manager, relay: LogRelay, log: (msg: string, e?: unknown) => void): void {
+/** Options of {@link handleAgentSession}. */
+export interface AgentSessionOptions {
+  /** Ping interval. Default a quarter of the manager's node lease TTL (at least 200 ms). */
+  pingIntervalMs?: number;
+  /** Most tasks whose status waits for a store write; past it the stalest is dropped. Default 4096. */
+  maxQueuedStatuses?: number;
+  /** Status writes in flight at once (for different tasks). Default 4. */
+  statusConcurrency?: number;
+}
+
+/** What a running session exposes (tests, metrics). */
+export interface AgentSessionHandle {
+  readonly stats: StatusWriterStats & { pingTimeouts: number };
+  /** Resolves when no status write is queued or in flight. */
+  statusesIdle(): Promise<void>;
+}
+
+/** Ticks without any frame from the agent after which its socket is terminated. */
+const MISSED_TICKS_LIMIT = 2;
+
+/**
+ * Serves one agent's WebSocket (already authenticated) until it closes; see the module doc
+ * for the protocol, ordering and liveness.
+ */
+export function handleAgentSession(
+  ws: WebSocket, m: Manager, relay: LogRelay, log: (msg: string, e?: unknown) => void, opts: AgentSessionOptions = {},
+): AgentSessionHandle {
   let nodeId: string | undefined;
   let leaseId = 0;
-  // Messages are handled one at a time, in order: a task's "starting" must not land after its
-  // "running" because two store writes raced.
+  let joined = false;
+  // Join and the other control messages run one at a time, in order; so does everything that
+  // arrives before the join finished.
   let queue: Promise<void> = Promise.resolve();
+  let keepAliveInFlight = false;
+  const fail = (e: unknown): void => {
+    log(`agent session ${nodeId ?? '(joining)'}: ${messageOf(e)}`);
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
+    if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
+  };
+  const writer = new TaskStatusWriter((taskId, status) => reportTaskStatus(m.store, nodeId as string, taskId, status), {
+    onError: (_id, e) => fail(e),
+    onDrop: (id) => log(`agent session ${nodeId ?? ''}: status of task ${id} dropped (too many queued)`),
+    ...(opts.maxQueuedStatuses !== undefined ? { maxQueued: opts.maxQueuedStatuses } : {}),
+    ...(opts.statusConcurrency !== undefined ? { concurrency: opts.statusConcurrency } : {}),
+  });
+  const stats = Object.assign(writer.stats, { pingTimeouts: 0 });
+
+  let missed = 0;
+  const alive = (): void => { missed = 0; };
+  const intervalMs = opts.pingIntervalMs ?? Math.max(200, (m.nodeLeaseTtlSeconds * 1000) / 4);
+  const ticker = setInterval(() => {
+    if (ws.readyState !== ws.OPEN) return;
+    if (missed >= MISSED_TICKS_LIMIT) {
+      stats.pingTimeouts++;
+      log(`agent session ${nodeId ?? '(joining)'}: agent silent for ${missed} intervals of ${intervalMs} ms; dropping it`);
+      ws.terminate();
+      return;
+    }
+    missed++;
+    ws.ping();
+  }, intervalMs);
+  ws.on('close', () => clearInterval(ticker));
+  ws.on('pong', alive);
+  ws.on('ping', alive);
+
   ws.on('message', (data: RawData) => {
+    alive();
     let msg: Record<string, unknown>;
     try {
       const parsed: unknown = JSON.parse(data.toString());
@@ -65,9 +133,45 @@ export function handleAgentSession(ws: WebSocket, m: Manager, relay: LogRelay, l
       ws.close(CLOSE_BAD_MESSAGE, 'messages must be JSON objects');
       return;
     }
-    queue = queue.then(() => handle(msg));
+    if (joined && immediate(msg)) return;
+    queue = queue.then(() => { if (!joined || !immediate(msg)) return handle(msg); }).catch(fail);
   });
-  const handle = (msg: Record<string, unknown>): Promise<void> => (async () => {
+
+  /** Handles the messages that must not wait in the queue; false for the others. */
+  const immediate = (msg: Record<string, unknown>): boolean => {
+    try {
+      if (msg['type'] === 'heartbeat') {
+        // One renewal in flight is enough: a second one would renew the same lease.
+        if (keepAliveInFlight) return true;
+        keepAliveInFlight = true;
+        m.store.keepAlive(leaseId)
+          .catch(() => ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again'))
+          .finally(() => { keepAliveInFlight = false; });
+        return true;
+      }
+      if (msg['type'] === 'task-status') {
+        const taskId = msg['taskId'];
+        if (typeof taskId !== 'string') throw invalid('task-status needs taskId');
+        writer.submit(taskId, parseStatus(msg['status']));
+        return true;
+      }
+      if (msg['type'] === 'log-data') {
+        const { stream, task, data } = msg;
+        if (typeof stream === 'string' && typeof task === 'string' && typeof data === 'string') relay.data(nodeId as string, stream, task, data);
+        return true;
+      }
+      if (msg['type'] === 'log-end') {
+        if (typeof msg['stream'] === 'string') relay.ended(msg['stream'], nodeId as string);
+        return true;
+      }
+    } catch (e) {
+      fail(e);
+      return true;
+    }
+    return false;
+  };
+
+  const handle = async (msg: Record<string, unknown>): Promise<void> => {
     if (msg['type'] === 'join') {
       if (nodeId) throw invalid('already joined');
       const join = parseNodeJoin(msg);
@@ -78,42 +182,20 @@ export function handleAgentSession(ws: WebSocket, m: Manager, relay: LogRelay, l
       relay.register(id, ws);
       ws.on('close', () => relay.unregister(id, ws));
       ws.send(JSON.stringify({ type: 'welcome', node: res.node, leaseTtlSeconds: res.leaseTtlSeconds }));
+      // From here on heartbeats and statuses bypass the queue (the agent sends them only after
+      // the welcome, so none is older than this point).
+      joined = true;
       const rev = typeof msg['revision'] === 'number' ? msg['revision'] : undefined;
       await streamWatch(ws, m.store, rev);
       return;
     }
     if (!nodeId) throw invalid('send join first');
-    if (msg['type'] === 'heartbeat') {
-      try {
-        await m.store.keepAlive(leaseId);
-      } catch {
-        ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again');
-      }
-      return;
-    }
     if (msg['type'] === 'bound-ports') {
       await reportBoundPorts(m.store, nodeId, parseBoundPorts(msg['ports'] as never));
       return;
     }
-    if (msg['type'] === 'task-status') {
-      const taskId = msg['taskId'];
-      if (typeof taskId !== 'string') throw invalid('task-status needs taskId');
-      await reportTaskStatus(m.store, nodeId, taskId, parseStatus(msg['status']));
-      return;
-    }
-    if (msg['type'] === 'log-data') {
-      const { stream, task, data } = msg;
-      if (typeof stream === 'string' && typeof task === 'string' && typeof data === 'string') relay.data(nodeId, stream, task, data);
-      return;
-    }
-    if (msg['type'] === 'log-end') {
-      if (typeof msg['stream'] === 'string') relay.ended(msg['stream'], nodeId);
-      return;
-    }
     throw invalid(`unknown message type '${String(msg['type'])}'`);
-  })().catch((e: unknown) => {
-    log(`agent session ${nodeId ?? '(joining)'}: ${messageOf(e)}`);
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
-    if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
-  });
+  };
+
+  return { stats, statusesIdle: () => writer.idle() };
 }

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { notFound, ShoalError } from '../../src/errors.js';
 import type { Manager } from '../manager/index.js';
-import { handleAgentSession } from './agent-session.js';
+import { handleAgentSession, type AgentSessionOptions } from './agent-session.js';
 import { LogRelay } from './log-relay.js';
 import { streamLogs } from './logs.js';
 import { bearerMatches, readJson, sendError, sendJson, unauthorized, type Route } from './http.js';
@@ -20,6 +20,8 @@ export interface ApiServerOptions {
   log?: (msg: string, err?: unknown) => void;
   /** Watch clients with more unsent bytes than this are closed (4008) and must re-list. */
   maxBufferedBytes?: number;
+  /** Liveness and status-queue settings of every agent session (agent-session.ts). */
+  agentSession?: AgentSessionOptions;
 }
 
 export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server {
@@ -61,7 +63,7 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
     const auth = req.headers.authorization;
     if (url.pathname === '/v1/agent') {
       if (!bearerMatches(auth, [m.cluster.joinToken])) return reject(401, 'Unauthorized');
-      wss.handleUpgrade(req, socket, head, (ws) => handleAgentSession(ws, m, relay, log));
+      wss.handleUpgrade(req, socket, head, (ws) => handleAgentSession(ws, m, relay, log, opts.agentSession));
       return;
     }
     if (url.pathname === '/v1/watch') {

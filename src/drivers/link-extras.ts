@@ -11,7 +11,7 @@
  */
 import { createRtNetlink, FlagsNew, ifla, type RtNetlinkSocket } from 'netlink';
 import { KernelError } from '../errors.js';
-import { errnoOf, kernelOp } from '../kernel/errno.js';
+import { DEFAULT_NETLINK_TIMEOUT_MS, errnoOf, kernelOp } from '../kernel/errno.js';
 import type { NetnsWorker, VxlanSpec } from '../kernel/index.js';
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes, normalizeMac } from '../kernel/inet.js';
 import { flat, linkInfo } from '../kernel/rtnl-codec.js';
@@ -22,17 +22,20 @@ export const LINK_EXTRAS_PREFIX = 'drvx';
 /** URL of this module, for `NetnsWorker.start({ modules: { [LINK_EXTRAS_PREFIX]: LINK_EXTRAS_MODULE } })`. */
 export const LINK_EXTRAS_MODULE: string = import.meta.url;
 
+// Every request carries a timeout: a lost reply fails the call with ETIMEDOUT instead of hanging it.
+const t = { timeout: DEFAULT_NETLINK_TIMEOUT_MS };
+
 /** {@link LinkExtras} in the CALLING THREAD's netns (the host, on the main thread). */
 export class NetlinkLinkExtras implements LinkExtras {
   async setMac(dev: string, mac: string): Promise<void> {
     const op = 'link.setMac';
     const address = macToBytes(op, mac);
     await withSocket(op, `${dev} address ${mac}`, async (s) => {
-      const [m] = await s.getLink({}, { ifname: dev });
+      const [m] = await s.getLink({}, { ifname: dev }, t);
       const index = m?.data.index;
       if (index === undefined) throw new KernelError(op, 'ENODEV', `${dev}: no such device`);
       if (m?.attrs.address && bytesToMac(m.attrs.address) === normalizeMac(op, mac)) return;
-      await s.setLink({ index }, { address });
+      await s.setLink({ index }, { address }, t);
     });
   }
 
@@ -46,20 +49,20 @@ export class NetlinkLinkExtras implements LinkExtras {
       const data: ifla.Vxlan = { id: spec.vni, port, learning: spec.learning ? 1 : 0, proxy: 1 };
       if (local) data.local = local;
       if (spec.dev !== undefined) {
-        const [d] = await s.getLink({}, { ifname: spec.dev });
+        const [d] = await s.getLink({}, { ifname: spec.dev }, t);
         if (d?.data.index === undefined) throw new KernelError(op, 'ENODEV', `${spec.dev}: no such device`);
         data.link = d.data.index;
       }
       const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo: linkInfo('vxlan', flat(ifla.formatVxlan(data))) };
       if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
       try {
-        await s.newLink({}, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL });
+        await s.newLink({}, attrs, { ...t, flags: FlagsNew.CREATE | FlagsNew.EXCL });
         return;
       } catch (e) {
         if (errnoOf(e) !== 'EEXIST') throw e;
       }
       // It exists: a success only if it is the same tunnel (the proxy flag cannot be changed later).
-      const [have] = await s.getLink({}, { ifname: spec.name });
+      const [have] = await s.getLink({}, { ifname: spec.name }, t);
       const info = have?.attrs.linkinfo ? ifla.parseInfo(have.attrs.linkinfo) : undefined;
       if (info?.kind !== 'vxlan' || !info.data) throw new KernelError(op, 'EBUSY', `${spec.name} exists but is a ${info?.kind ?? 'device'}, not a vxlan`);
       const v = ifla.parseVxlan(info.data);

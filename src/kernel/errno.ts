@@ -32,6 +32,15 @@ function normalize(name: string): string {
 }
 
 const NETLINK_REJECT = /Request rejected: (-?\d+|E[A-Z0-9]+)/;
+// What npm `netlink` rejects with when a request's `timeout` option expires.
+const NETLINK_TIMEOUT = /^Timeout has been reached$/;
+
+/**
+ * Default time a netlink request (rtnetlink, IPVS generic netlink) may wait for the kernel's
+ * answer before it fails with ETIMEDOUT. Real answers take microseconds to tens of
+ * milliseconds (a link delete waits for RCU); 5 s only ever expires on a lost reply.
+ */
+export const DEFAULT_NETLINK_TIMEOUT_MS = 5000;
 
 /**
  * The errno name carried by an error from any of our kernel clients, when there is one.
@@ -45,6 +54,7 @@ export function errnoOf(e: unknown): string | undefined {
   const errno = (e as { errno?: unknown }).errno;
   if (typeof errno === 'number') return errnoName(errno);
   const message = e instanceof Error ? e.message : '';
+  if (NETLINK_TIMEOUT.test(message)) return 'ETIMEDOUT';
   const m = NETLINK_REJECT.exec(message);
   if (m?.[1] !== undefined) return /^-?\d+$/.test(m[1]) ? errnoName(Number(m[1])) : normalize(m[1]);
   return undefined;
@@ -82,6 +92,7 @@ export function toKernelError(op: string, e: unknown, detail?: string): KernelEr
   let base = e instanceof Error ? e.message : String(e);
   // npm netlink's text says nothing the errno does not; say who rejected it instead.
   if (errno && NETLINK_REJECT.test(base)) base = `rejected by the kernel (${errno})`;
+  else if (NETLINK_TIMEOUT.test(base)) base = 'no answer from the kernel before the request timeout (ETIMEDOUT)';
   return new KernelError(op, errno, detail ? `${detail}: ${base}` : base, { cause: e });
 }
 

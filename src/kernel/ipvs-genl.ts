@@ -8,12 +8,14 @@
  * thread only. For another netns from the host's main thread use `ipvsIn(netns)`
  * (netns-roamer.ts), which opens a socket inside the target for each call.
  *
- * Requests are serialized (npm `netlink` corrupts concurrent dumps on one socket). Errors are
- * KernelErrors with op `ipvs.<method>` and the kernel's errno (see ipvs.ts for which).
+ * Requests are serialized (npm `netlink` corrupts concurrent dumps on one socket), so each
+ * carries a timeout (one lost reply must not stall every later request). Errors are
+ * KernelErrors with op `ipvs.<method>` and the kernel's errno (see ipvs.ts for which);
+ * ETIMEDOUT when the kernel did not answer in time.
  */
 import { createGenericNetlink, FlagsGet, genl, type GenericNetlinkSocket } from 'netlink';
 import { isNotFound, KernelError } from '../errors.js';
-import { toKernelError } from './errno.js';
+import { DEFAULT_NETLINK_TIMEOUT_MS, toKernelError } from './errno.js';
 import type {
   IpvsDest, IpvsDestEntry, IpvsOps, IpvsService, IpvsServiceEntry, IpvsServiceKey, IpvsTimeouts,
 } from './ipvs.js';
@@ -27,9 +29,9 @@ import {
  * EOPNOTSUPP ("this kernel cannot"), so `isNotFound` never mistakes a missing ip_vs for an
  * absent service and turns a delete into a silent success.
  */
-async function resolveFamily(sock: GenericNetlinkSocket): Promise<number> {
+async function resolveFamily(sock: GenericNetlinkSocket, timeout: number): Promise<number> {
   try {
-    const [fam] = await sock.ctrlRequest(genl.Commands.GET_FAMILY, { familyName: IPVS_GENL_NAME });
+    const [fam] = await sock.ctrlRequest(genl.Commands.GET_FAMILY, { familyName: IPVS_GENL_NAME }, { timeout });
     if (fam?.familyId === undefined) throw new KernelError('ipvs.open', 'ENOENT', 'no IPVS family in the answer');
     return fam.familyId;
   } catch (e) {
@@ -46,16 +48,19 @@ export class GenlIpvs implements IpvsOps {
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
 
-  private constructor(private readonly sock: GenericNetlinkSocket, private readonly family: number) {}
+  private constructor(private readonly sock: GenericNetlinkSocket, private readonly family: number, private readonly timeout: number) {}
 
   /**
    * Open a socket in the calling thread's netns and resolve the IPVS family. Rejects with
    * `ipvs.open` EOPNOTSUPP when the kernel has no ip_vs ({@link hasIpvs} asks without throwing).
+   * Every request (this one included) fails with ETIMEDOUT after `requestTimeoutMs` (default
+   * {@link DEFAULT_NETLINK_TIMEOUT_MS}); `socket` lets tests inject a socket.
    */
-  static async open(): Promise<GenlIpvs> {
-    const sock = createGenericNetlink();
+  static async open(opts: { requestTimeoutMs?: number; socket?: GenericNetlinkSocket } = {}): Promise<GenlIpvs> {
+    const sock = opts.socket ?? createGenericNetlink();
+    const timeout = opts.requestTimeoutMs ?? DEFAULT_NETLINK_TIMEOUT_MS;
     try {
-      return new GenlIpvs(sock, await resolveFamily(sock));
+      return new GenlIpvs(sock, await resolveFamily(sock, timeout), timeout);
     } catch (e) {
       sock.socket.close();
       throw e;
@@ -135,7 +140,7 @@ export class GenlIpvs implements IpvsOps {
 
   /** Send one request; resolves the attribute payloads of the answer's messages. */
   private async send(cmd: number, data: Uint8Array[], dump: boolean): Promise<Buffer[]> {
-    const [msgs] = await this.sock.request(this.family, cmd, IPVS_GENL_VERSION, data, dump ? { flags: FlagsGet.DUMP } : {});
+    const [msgs] = await this.sock.request(this.family, cmd, IPVS_GENL_VERSION, data, dump ? { flags: FlagsGet.DUMP, timeout: this.timeout } : { timeout: this.timeout });
     return msgs.map((m) => m.data);
   }
 

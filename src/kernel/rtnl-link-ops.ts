@@ -14,7 +14,7 @@ import { openSync, closeSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import { createRtNetlink, FlagsNew, type RtNetlinkSocket, type rt, type ifla } from 'netlink';
 import { isNotFound, KernelError } from '../errors.js';
-import { kernelOp, toKernelError } from './errno.js';
+import { DEFAULT_NETLINK_TIMEOUT_MS, kernelOp, toKernelError } from './errno.js';
 import { AF_BRIDGE, AF_INET, AF_INET6, bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from './inet.js';
 import type {
   FdbEntry, LinkInfo, LinkOps, MacvlanSpec, NeighbourEntry, NetnsRef, RouteSpec, VethSpec, VxlanSpec,
@@ -40,10 +40,16 @@ export class NetlinkLinkOps implements LinkOps {
   private offload: Promise<Offload> | undefined;
   private closed = false;
   private queue: Promise<void> = Promise.resolve();
+  private readonly timeout: { timeout: number };
 
-  /** Opens the netlink socket in the calling thread's netns. */
-  constructor() {
-    this.sock = createRtNetlink();
+  /**
+   * Opens the netlink socket in the calling thread's netns (or adopts `opts.socket`, which tests
+   * inject). A request not answered within `requestTimeoutMs` (default
+   * {@link DEFAULT_NETLINK_TIMEOUT_MS}) rejects with KernelError(op, 'ETIMEDOUT').
+   */
+  constructor(opts: { requestTimeoutMs?: number; socket?: RtNetlinkSocket } = {}) {
+    this.sock = opts.socket ?? createRtNetlink();
+    this.timeout = { timeout: opts.requestTimeoutMs ?? DEFAULT_NETLINK_TIMEOUT_MS };
   }
 
   async ensureBridge(name: string, opts: { mtu?: number } = {}): Promise<void> {
@@ -89,20 +95,20 @@ export class NetlinkLinkOps implements LinkOps {
   async setUp(name: string, up = true): Promise<void> {
     const op = 'link.setUp';
     const index = await this.index(op, name);
-    await this.req(op, (s) => s.setLink({ index, flags: up ? { up: true } : {}, change: { up: true } }), name);
+    await this.req(op, (s, t) => s.setLink({ index, flags: up ? { up: true } : {}, change: { up: true } }, {}, t), name);
   }
 
   async setMtu(name: string, mtu: number): Promise<void> {
     const op = 'link.setMtu';
     const index = await this.index(op, name);
-    await this.req(op, (s) => s.setLink({ index }, { mtu }), name);
+    await this.req(op, (s, t) => s.setLink({ index }, { mtu }, t), name);
   }
 
   async setMaster(name: string, master: string | null): Promise<void> {
     const op = 'link.setMaster';
     const index = await this.index(op, name);
     const m = master === null ? 0 : await this.index(op, master);
-    await this.req(op, (s) => s.setLink({ index }, { master: m }), name);
+    await this.req(op, (s, t) => s.setLink({ index }, { master: m }, t), name);
   }
 
   async moveToNetns(name: string, netns: NetnsRef, newName?: string): Promise<void> {
@@ -112,14 +118,14 @@ export class NetlinkLinkOps implements LinkOps {
     try {
       const attrs: ifla.LinkAttrs = { netNsFd: ns.fd };
       if (newName !== undefined) attrs.ifname = newName;
-      await this.req(op, (s) => s.setLink({ index }, attrs), name);
+      await this.req(op, (s, t) => s.setLink({ index }, attrs, t), name);
     } finally {
       ns.close();
     }
   }
 
   async deleteLink(name: string): Promise<void> {
-    await absentIsFine(this.req('link.deleteLink', (s) => s.delLink({}, { ifname: name }), name));
+    await absentIsFine(this.req('link.deleteLink', (s, t) => s.delLink({}, { ifname: name }, t), name));
   }
 
   async deleteLinks(names: readonly string[]): Promise<void> {
@@ -145,25 +151,25 @@ export class NetlinkLinkOps implements LinkOps {
   private async groupDelete(names: readonly string[]): Promise<void> {
     const op = 'link.deleteLinks';
     const want = new Set(names);
-    const all = await this.req(op, (s) => s.getLinks());
+    const all = await this.req(op, (s, t) => s.getLinks(undefined, undefined, t));
     const targets = all.filter((m) => want.has(m.attrs.ifname ?? '') && m.data.index !== undefined);
     if (targets.length === 0) return;
     const used = new Set(all.map((m) => m.attrs.group ?? 0));
     let group = 0;
     while (group === 0 || used.has(group)) group = randomInt(1, 0x7fffffff);
-    for (const m of targets) await absentIsFine(this.req(op, (s) => s.setLink({ index: m.data.index }, { group })));
-    const tagged = (await this.req(op, (s) => s.getLinks())).filter((m) => m.attrs.group === group);
+    for (const m of targets) await absentIsFine(this.req(op, (s, t) => s.setLink({ index: m.data.index }, { group }, t)));
+    const tagged = (await this.req(op, (s, t) => s.getLinks(undefined, undefined, t))).filter((m) => m.attrs.group === group);
     if (tagged.length === 0) return;
     if (tagged.some((m) => !want.has(m.attrs.ifname ?? ''))) {
       throw new KernelError(op, 'EBUSY', `link group ${group} also holds links we were not asked to delete`);
     }
-    await this.req(op, (s) => s.delLink({}, { group }), `${tagged.length} links`);
+    await this.req(op, (s, t) => s.delLink({}, { group }, t), `${tagged.length} links`);
   }
 
   async getLink(name: string): Promise<LinkInfo | undefined> {
     let msgs: rt.LinkMessage[];
     try {
-      msgs = await this.req('link.getLink', (s) => s.getLink({}, { ifname: name }), name);
+      msgs = await this.req('link.getLink', (s, t) => s.getLink({}, { ifname: name }, t), name);
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;
@@ -172,14 +178,14 @@ export class NetlinkLinkOps implements LinkOps {
     if (!m) return undefined;
     const names = new Map<number, string>();
     if (m.attrs.master) {
-      const [master] = await this.req('link.getLink', (s) => s.getLink({ index: m.attrs.master }), name);
+      const [master] = await this.req('link.getLink', (s, t) => s.getLink({ index: m.attrs.master }, undefined, t), name);
       if (master?.attrs.ifname) names.set(m.attrs.master, master.attrs.ifname);
     }
     return toLinkInfo(m, names);
   }
 
   async listLinks(prefix = ''): Promise<LinkInfo[]> {
-    const all = await this.req('link.listLinks', (s) => s.getLinks());
+    const all = await this.req('link.listLinks', (s, t) => s.getLinks(undefined, undefined, t));
     const names = new Map(all.map((m) => [m.data.index ?? 0, m.attrs.ifname ?? ''] as const));
     return all
       .filter((m) => (m.attrs.ifname ?? '').startsWith(prefix))
@@ -191,7 +197,7 @@ export class NetlinkLinkOps implements LinkOps {
     const op = 'link.ensureAddress';
     const { data, attrs } = await this.addressMessage(op, dev, cidr);
     try {
-      await this.req(op, (s) => s.newAddress(data, attrs, { flags: CREATE_EXCL }), `${cidr} on ${dev}`);
+      await this.req(op, (s, t) => s.newAddress(data, attrs, { ...t, flags: CREATE_EXCL }), `${cidr} on ${dev}`);
     } catch (e) {
       if (!(e instanceof KernelError && e.errno === 'EEXIST')) throw e;
     }
@@ -201,13 +207,13 @@ export class NetlinkLinkOps implements LinkOps {
     const op = 'link.deleteAddress';
     const msg = await absentIsFine(this.addressMessage(op, dev, cidr));
     if (!msg) return;
-    await absentIsFine(this.req(op, (s) => s.delAddress(msg.data, msg.attrs), `${cidr} on ${dev}`));
+    await absentIsFine(this.req(op, (s, t) => s.delAddress(msg.data, msg.attrs, t), `${cidr} on ${dev}`));
   }
 
   async listAddresses(dev: string): Promise<string[]> {
     const op = 'link.listAddresses';
     const index = await this.index(op, dev);
-    const all = await this.req(op, (s) => s.getAddresses());
+    const all = await this.req(op, (s, t) => s.getAddresses(undefined, undefined, t));
     return all
       .filter((a) => a.data.index === index)
       .flatMap((a) => {
@@ -219,14 +225,14 @@ export class NetlinkLinkOps implements LinkOps {
   async ensureRoute(spec: RouteSpec): Promise<void> {
     const op = 'link.ensureRoute';
     const { data, attrs } = await this.routeMessage(op, spec);
-    await this.req(op, (s) => s.newRoute(data, attrs, { flags: CREATE_REPLACE }), describeRoute(spec));
+    await this.req(op, (s, t) => s.newRoute(data, attrs, { ...t, flags: CREATE_REPLACE }), describeRoute(spec));
   }
 
   async deleteRoute(spec: RouteSpec): Promise<void> {
     const op = 'link.deleteRoute';
     const msg = await absentIsFine(this.routeMessage(op, spec));
     if (!msg) return;
-    await absentIsFine(this.req(op, (s) => s.delRoute(msg.data, msg.attrs), describeRoute(spec)));
+    await absentIsFine(this.req(op, (s, t) => s.delRoute(msg.data, msg.attrs, t), describeRoute(spec)));
   }
 
   async ensureNeighbour(dev: string, ip: string, mac: string): Promise<void> {
@@ -234,8 +240,8 @@ export class NetlinkLinkOps implements LinkOps {
     const dst = ipToBytes(op, ip);
     const lladdr = macToBytes(op, mac);
     const ifindex = await this.index(op, dev);
-    await this.req(op, (s) => s.newNeighbor(
-      { family: dst.family, ifindex, state: { permanent: true } }, { dst: dst.bytes, lladdr }, { flags: CREATE_REPLACE },
+    await this.req(op, (s, t) => s.newNeighbor(
+      { family: dst.family, ifindex, state: { permanent: true } }, { dst: dst.bytes, lladdr }, { ...t, flags: CREATE_REPLACE },
     ), `${ip} on ${dev}`);
   }
 
@@ -244,7 +250,7 @@ export class NetlinkLinkOps implements LinkOps {
     const dst = ipToBytes(op, ip);
     const ifindex = await absentIsFine(this.index(op, dev));
     if (ifindex === undefined) return;
-    await absentIsFine(this.req(op, (s) => s.delNeighbor({ family: dst.family, ifindex }, { dst: dst.bytes }), `${ip} on ${dev}`));
+    await absentIsFine(this.req(op, (s, t) => s.delNeighbor({ family: dst.family, ifindex }, { dst: dst.bytes }, t), `${ip} on ${dev}`));
   }
 
   async listNeighbours(dev: string): Promise<NeighbourEntry[]> {
@@ -252,7 +258,7 @@ export class NetlinkLinkOps implements LinkOps {
     const ifindex = await this.index(op, dev);
     // An AF_UNSPEC dump also returns AF_BRIDGE (FDB) entries: keep IPv4/IPv6 ones only. NOARP
     // entries (multicast groups the kernel maps by itself) are not ours to reconcile.
-    const all = await this.req(op, (s) => s.getNeighbors({ family: 0 }));
+    const all = await this.req(op, (s, t) => s.getNeighbors({ family: 0 }, undefined, t));
     return all
       .filter((n) => n.data.ifindex === ifindex && (n.data.family === AF_INET || n.data.family === AF_INET6) && n.attrs.dst)
       .filter((n) => n.data.state?.noarp !== true)
@@ -268,10 +274,10 @@ export class NetlinkLinkOps implements LinkOps {
     const lladdr = macToBytes(op, mac);
     const remote = ipToBytes(op, dst);
     const ifindex = await this.index(op, dev);
-    await this.req(op, (s) => s.newNeighbor(
+    await this.req(op, (s, t) => s.newNeighbor(
       { family: AF_BRIDGE, ifindex, state: { permanent: true }, flags: { self: true } },
       { lladdr, dst: remote.bytes },
-      { flags: CREATE_APPEND },
+      { ...t, flags: CREATE_APPEND },
     ), `${mac} dst ${dst} on ${dev}`);
   }
 
@@ -281,13 +287,13 @@ export class NetlinkLinkOps implements LinkOps {
     if (dst !== undefined) attrs.dst = ipToBytes(op, dst).bytes;
     const ifindex = await absentIsFine(this.index(op, dev));
     if (ifindex === undefined) return;
-    await absentIsFine(this.req(op, (s) => s.delNeighbor({ family: AF_BRIDGE, ifindex, flags: { self: true } }, attrs), `${mac} on ${dev}`));
+    await absentIsFine(this.req(op, (s, t) => s.delNeighbor({ family: AF_BRIDGE, ifindex, flags: { self: true } }, attrs, t), `${mac} on ${dev}`));
   }
 
   async listFdb(dev: string): Promise<FdbEntry[]> {
     const op = 'link.listFdb';
     const ifindex = await this.index(op, dev);
-    const all = await this.req(op, (s) => s.getNeighbors({ family: AF_BRIDGE }));
+    const all = await this.req(op, (s, t) => s.getNeighbors({ family: AF_BRIDGE }, undefined, t));
     return all
       .filter((n) => n.data.ifindex === ifindex && n.attrs.lladdr)
       .map((n) => ({
@@ -315,18 +321,18 @@ export class NetlinkLinkOps implements LinkOps {
    * socket, so two concurrent dumps corrupt each other ("Multipart message not terminated
    * properly"); the kernel serializes rtnetlink under RTNL anyway.
    */
-  private req<T>(op: string, fn: (s: RtNetlinkSocket) => Promise<T>, detail?: string): Promise<T> {
+  private req<T>(op: string, fn: (s: RtNetlinkSocket, t: { timeout: number }) => Promise<T>, detail?: string): Promise<T> {
     if (this.closed) return Promise.reject(new KernelError(op, 'EBADF', 'LinkOps is closed'));
-    const run = this.queue.then(() => kernelOp(op, () => {
-      return fn(this.sock);
-    }, detail));
+    // Every request carries the timeout: the queue is shared, so one lost reply would
+    // otherwise stall all link work of this instance forever.
+    const run = this.queue.then(() => kernelOp(op, () => fn(this.sock, this.timeout), detail));
     this.queue = run.then(() => undefined, () => undefined);
     return run;
   }
 
   /** ifindex of `name` in this netns; ENODEV (NotFound) when absent. */
   private async index(op: string, name: string): Promise<number> {
-    const [m] = await this.req(op, (s) => s.getLink({}, { ifname: name }), name);
+    const [m] = await this.req(op, (s, t) => s.getLink({}, { ifname: name }, t), name);
     if (m?.data.index === undefined) throw new KernelError(op, 'ENODEV', `${name}: no such device`);
     return m.data.index;
   }
@@ -338,7 +344,7 @@ export class NetlinkLinkOps implements LinkOps {
    */
   private async newLink(op: string, name: string, kind: string, attrs: ifla.LinkAttrs, mismatch?: (l: LinkInfo) => string | undefined): Promise<void> {
     try {
-      await this.req(op, (s) => s.newLink({}, attrs, { flags: CREATE_EXCL }), name);
+      await this.req(op, (s, t) => s.newLink({}, attrs, { ...t, flags: CREATE_EXCL }), name);
     } catch (e) {
       if (!(e instanceof KernelError && e.errno === 'EEXIST')) throw e;
       const have = await this.getLink(name);
