@@ -75,6 +75,13 @@ export function registerAgentMetrics(reg: Registry, a: Agent): void {
   byLabel('shoal_agent_repairs_total', 'Kernel state found drifted from what was programmed and put back by a resync, by kind.', 'kind', () => a.counters.repairs);
   byLabel('shoal_agent_reconcile_failures_total', 'Failed attempts per reconciler on this node (each object is retried with back-off).', 'reconciler', () => a.counters.failures);
   byLabel('shoal_agent_invalid_objects_total', 'Desired state dropped before any dataplane transaction because it cannot be programmed, by reconciler.', 'reconciler', () => a.counters.invalid);
+  const session = (name: string, help: string, read: () => number): void => {
+    new Counter({ name, help, registers: [reg], collect() { this.reset(); this.inc(read()); } });
+  };
+  session('shoal_agent_session_reconnects_total', 'Manager connections lost after a welcome (each followed by a reconnect).', () => a.session.stats.reconnects);
+  session('shoal_agent_session_ping_timeouts_total', 'Manager connections dropped because the manager answered nothing for 3 heartbeat intervals (half-open).', () => a.session.stats.pingTimeouts);
+  session('shoal_agent_status_coalesced_total', 'Task statuses replaced by a newer one for the same task before they were sent.', () => a.session.stats.statusCoalesced);
+  session('shoal_agent_status_dropped_total', 'Task statuses dropped because too many tasks had unsent statuses.', () => a.session.stats.statusDropped);
   new Counter({
     name: 'shoal_agent_resyncs_total', help: 'Full resyncs (recompute everything, re-read the kernel) completed on this node.', registers: [reg],
     collect() { this.reset(); this.inc(a.resyncs); },

@@ -7,9 +7,10 @@ import { LocalIndex, type IndexChange } from '../../mesh/agent/local-index.js';
 
 const kv = (key: string, value: string, modRevision = 1): { key: string; value: string; modRevision: number } => ({ key, value, modRevision });
 
-function recording(index: LocalIndex): IndexChange[][] {
-  const seen: IndexChange[][] = [];
-  index.onChange((c) => seen.push(c));
+/** The changes each listener call saw, as `{key, prev, next}` (the parsed objects are checked apart). */
+function recording(index: LocalIndex): Array<Array<Pick<IndexChange, 'key' | 'prev' | 'next'>>> {
+  const seen: Array<Array<Pick<IndexChange, 'key' | 'prev' | 'next'>>> = [];
+  index.onChange((c) => seen.push(c.map(({ key, prev, next }) => ({ key, prev, next }))));
   return seen;
 }
 
@@ -26,6 +27,27 @@ describe('LocalIndex.applyList', () => {
     ]]);
     expect(ix.networks()).toEqual([{ id: 'a' }]);
     expect(ix.services()).toEqual([{ id: 's' }]);
+  });
+
+  it('hands listeners the parsed objects of object keys, and keeps tasks indexed by service, node and network', () => {
+    const ix = new LocalIndex();
+    const all: IndexChange[] = [];
+    ix.onChange((c) => all.push(...c));
+    const t = { id: 't1', serviceId: 's', nodeId: 'n1', addresses: { net: { v4: '10.0.0.2' } } };
+    ix.applyList([kv('/shoal/tasks/t1', JSON.stringify(t)), kv('/shoal/ipam/x', '"y"')], 3);
+    expect(all.find((c) => c.key === '/shoal/tasks/t1')).toMatchObject({ kind: 'tasks', id: 't1', before: undefined, after: t });
+    expect(all.find((c) => c.key === '/shoal/ipam/x')?.kind).toBeUndefined();
+    expect(ix.tasksOf('s').map((x) => x.id)).toEqual(['t1']);
+    expect(ix.tasksOnNode('n1').map((x) => x.id)).toEqual(['t1']);
+    expect(ix.tasksOnNetwork('net').map((x) => x.id)).toEqual(['t1']);
+    ix.applyEvents([{ type: 'put', key: '/shoal/tasks/t1', value: JSON.stringify({ ...t, nodeId: 'n2', addresses: {} }), modRevision: 4 }], 4);
+    expect(ix.tasksOnNode('n1')).toEqual([]);
+    expect(ix.tasksOnNode('n2').map((x) => x.id)).toEqual(['t1']);
+    expect(ix.tasksOnNetwork('net')).toEqual([]);
+    ix.applyEvents([{ type: 'delete', key: '/shoal/tasks/t1', modRevision: 5 }], 5);
+    expect(ix.tasksOf('s')).toEqual([]);
+    expect(ix.task('t1')).toBeUndefined();
+    expect(ix.get('/shoal/ipam/x')).toBe('y');
   });
 
   it('reports a relist as the difference: removed, changed and added keys; unchanged ones not at all', () => {
