@@ -105,26 +105,36 @@ export class NodeDns {
     return scopeOf(ids, this.networkNames.get(ids[0] ?? '') ?? ids[0]);
   }
 
-  /** Listens on the gateway of each of `nets` (bridge and overlay), stops listening on the others. */
+  /**
+   * Listens on the gateway of each of `nets` (bridge and overlay), stops listening on the
+   * others. Each listener on its own: one that cannot start (its address not there yet) does
+   * not keep the others from starting; the first error is thrown after all were tried.
+   */
   async ensureListeners(nets: Network[]): Promise<void> {
     const wanted = new Map(nets.filter((n) => n.driver !== 'macvlan').map((n) => [n.id, n]));
+    const errors: unknown[] = [];
     for (const [id, s] of this.servers) {
       const n = wanted.get(id);
       if (n && n.ipam.v4.gateway === s.gateway) continue;
-      await s.server.close();
       this.servers.delete(id);
+      await s.server.close().catch((e: unknown) => errors.push(e));
     }
     for (const [id, n] of wanted) {
       if (this.servers.has(id)) continue;
-      const server = new DnsServer({
-        address: n.ipam.v4.gateway, port: this.opts.port ?? 53, handler: await this.chain(),
-        scope: scopeOf([n.id], n.name), scopeOfClient: (a) => this.scopeOfClient(a),
-        ...(this.opts.metrics ? { metrics: this.opts.metrics } : {}),
-      });
-      await server.start();
-      this.servers.set(id, { server, gateway: n.ipam.v4.gateway });
-      this.opts.log?.(`dns: listening on ${n.ipam.v4.gateway}:${this.opts.port ?? 53} for network ${n.name}`);
+      try {
+        const server = new DnsServer({
+          address: n.ipam.v4.gateway, port: this.opts.port ?? 53, handler: await this.chain(),
+          scope: scopeOf([n.id], n.name), scopeOfClient: (a) => this.scopeOfClient(a),
+          ...(this.opts.metrics ? { metrics: this.opts.metrics } : {}),
+        });
+        await server.start();
+        this.servers.set(id, { server, gateway: n.ipam.v4.gateway });
+        this.opts.log?.(`dns: listening on ${n.ipam.v4.gateway}:${this.opts.port ?? 53} for network ${n.name}`);
+      } catch (e) {
+        errors.push(e);
+      }
     }
+    if (errors.length) throw errors[0];
   }
 
   async close(): Promise<void> {
