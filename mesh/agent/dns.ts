@@ -57,14 +57,14 @@ export class NodeDns {
     return this.handler;
   }
 
-  /** Applies watch-index changes to the registry: each change costs O(that object). */
+  /** Applies watch-index changes to the registry: each change costs O(that object) (the index parsed it already). */
   apply(changes: IndexChange[]): void {
     for (const c of changes) {
       const o = parseObjectKey(c.key);
       if (!o) continue;
       if (o.kind === 'networks') {
         if (c.next) {
-          const n = JSON.parse(c.next) as Network;
+          const n = (c.after ?? JSON.parse(c.next)) as Network;
           this.networkNames.set(n.id, n.name);
           this.registry.upsertNetwork(networkRecordOf(n, dnsTtlOf(n)));
         } else {
@@ -73,7 +73,7 @@ export class NodeDns {
         }
       } else if (o.kind === 'services') {
         if (c.next) {
-          const s = JSON.parse(c.next) as Service;
+          const s = (c.after ?? JSON.parse(c.next)) as Service;
           this.services.set(s.id, s);
           this.registry.upsertService(serviceRecordOf(s));
         } else {
@@ -84,7 +84,7 @@ export class NodeDns {
         const prev = this.tasks.get(o.id);
         if (prev) for (const a of Object.values(prev.addresses)) if (this.taskByAddress.get(a.v4) === o.id) this.taskByAddress.delete(a.v4);
         if (c.next) {
-          const t = JSON.parse(c.next) as Task;
+          const t = (c.after ?? JSON.parse(c.next)) as Task;
           this.tasks.set(t.id, t);
           this.registry.upsertTask(taskRecordOf(t));
           if (t.desiredState === 'running') for (const a of Object.values(t.addresses)) this.taskByAddress.set(a.v4, t.id);
