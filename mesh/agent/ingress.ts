@@ -14,7 +14,8 @@
  */
 import { Gauge, type Registry } from 'prom-client';
 import { Proxier } from '../../ingress/proxier.js';
-import { publishedServices, type PublishedState } from '../../ingress/published.js';
+import { canonical } from '../../ingress/desired.js';
+import { publishedServices, type PublishedInput, type PublishedState } from '../../ingress/published.js';
 import { vsKey, type LbBackendStats, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
 import { messageOf } from '../../src/errors.js';
 import { netnsSysctl } from '../../src/kernel/index.js';
@@ -53,12 +54,19 @@ export interface NodeIngressOptions {
 }
 
 const publishing = (s: Service | undefined): boolean => (s?.spec.ports.length ?? 0) > 0;
+type Hop = 'host' | 'sandbox';
+type PublishedInputSelf = PublishedInput['self'];
 
 export class NodeIngress {
   private readonly runner: BoundedFrequencyRunner;
   private readonly host: Proxier;
   private sandbox: { netns: string; key: string; proxier: Proxier } | undefined;
-  private last: PublishedState = { host: [], sandbox: [], ports: [] };
+  /** Per publishing service: its part of the desired state as last computed (only sync writes it). */
+  private readonly perService = new Map<string, PublishedState>();
+  /** Services whose published state a change may have moved; all of them after a node/network change. */
+  private readonly dirty = new Set<string>();
+  private allDirty = true;
+  private chain: Promise<unknown> = Promise.resolve();
   /** Ids of the services that publish a port (kept from index changes; only they are computed). */
   private readonly publishers = new Set<string>();
   private publishersKnown = false;
@@ -84,6 +92,7 @@ export class NodeIngress {
    */
   changed(changes?: readonly IndexChange[]): void {
     if (!changes) {
+      this.allDirty = true;
       this.runner.run();
       return;
     }
@@ -93,13 +102,22 @@ export class NodeIngress {
         const a = c.after as Service | undefined;
         if (publishing(a)) this.publishers.add(c.id);
         else this.publishers.delete(c.id);
-        if (publishing(a) || publishing(c.before as Service | undefined)) relevant = true;
+        if (publishing(a) || publishing(c.before as Service | undefined)) {
+          this.dirty.add(c.id);
+          relevant = true;
+        }
       } else if (c.kind === 'tasks') {
         const b = c.before as Task | undefined;
         const a = c.after as Task | undefined;
         const svc = a ?? b;
-        if (svc && this.publishers.has(svc.serviceId) && (lbView(b) !== lbView(a) || b?.desiredState !== a?.desiredState)) relevant = true;
-      } else if (c.kind === 'nodes' || c.kind === 'networks') relevant = true;
+        if (svc && this.publishers.has(svc.serviceId) && (lbView(b) !== lbView(a) || b?.desiredState !== a?.desiredState)) {
+          this.dirty.add(svc.serviceId);
+          relevant = true;
+        }
+      } else if (c.kind === 'nodes' || c.kind === 'networks') {
+        this.allDirty = true;
+        relevant = true;
+      }
     }
     if (relevant) this.runner.run();
   }
@@ -120,10 +138,20 @@ export class NodeIngress {
     const netns = await sandboxes.ensure({ id: INGRESS_SANDBOX_ID, addresses: { [net.id]: { v4: address } } }, [net], {});
     const sysctl = netnsSysctl(netns);
     for (const [k, v] of Object.entries(INGRESS_SANDBOX_SYSCTLS)) await sysctl.set(k, v);
-    if (!this.opts.make) throw new Error('this node has no dataplane for an ingress sandbox');
-    if (this.sandbox) await this.sandbox.proxier.close();
-    this.sandbox = { netns, key, proxier: new Proxier(this.opts.make(netns)) };
-    await this.sandbox.proxier.sync(this.desired()?.sandbox ?? [], true);
+    const make = this.opts.make;
+    if (!make) throw new Error('this node has no dataplane for an ingress sandbox');
+    // Serialized with sync: the new sandbox starts from the cache, later changes reach it.
+    await this.serial(async () => {
+      if (this.sandbox) await this.sandbox.proxier.close();
+      this.sandbox = { netns, key, proxier: new Proxier(make(netns)) };
+      await this.sandbox.proxier.sync(this.all('sandbox'), true);
+    });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn, fn);
+    this.chain = p.catch(() => undefined);
+    return p;
   }
 
   /**
@@ -149,27 +177,21 @@ export class NodeIngress {
     await this.sandbox?.proxier.close().catch(() => undefined);
   }
 
-  private desired(): PublishedState | undefined {
+  /** This node as published-port planning sees it (undefined before the first list / join). */
+  private selfNode(): PublishedInputSelf | undefined {
     const id = this.selfId();
     const self = id ? this.index.node(id) : undefined;
     if (!self || !this.index.synced) return undefined;
-    if (!this.publishersKnown) {
-      for (const s of this.index.services()) if (publishing(s)) this.publishers.add(s.id);
-      this.publishersKnown = true;
-    }
-    const services: Service[] = [];
-    const byService = new Map<string, Task[]>();
-    for (const sid of this.publishers) {
-      const s = this.index.service(sid);
-      if (!s) continue;
-      services.push(s);
-      byService.set(sid, this.index.tasksOf(sid));
-    }
+    return { id: self.id, address: self.address, ...(self.ingress ? { ingress: self.ingress } : {}) };
+  }
+
+  /** One service's published state (validated: what cannot be programmed is dropped here). */
+  private compute(svc: Service, self: PublishedInputSelf): PublishedState {
     const want = publishedServices({
-      services, byService,
+      services: [svc], byService: new Map([[svc.id, this.index.tasksOf(svc.id)]]),
       nodes: this.index.nodeMap(),
-      networks: new Map(this.index.networks().map((n) => [n.id, n])),
-      self: { id: self.id, address: self.address, ...(self.ingress ? { ingress: self.ingress } : {}) },
+      networks: new Map(svc.spec.networks.map((n) => [n.network, this.index.network(n.network)]).filter((e): e is [string, Network] => e[1] !== undefined)),
+      self,
       ...(this.opts.shared ? { shared: true } : {}),
     });
     // Invalid desired state (e.g. an IPv6 node address with IPv4 replicas) is dropped here,
@@ -185,16 +207,65 @@ export class NodeIngress {
     return { ...want, host: validServices(want.host, drop), sandbox: validServices(want.sandbox, drop) };
   }
 
-  private async sync(): Promise<void> {
-    const want = this.desired();
-    if (!want) return;
+  /**
+   * Recomputes the services a change touched (every publishing service after a node or
+   * network change); returns per hop what to upsert and remove. Only the serialized sync and
+   * ensureSandbox call it.
+   */
+  private recompute(): Record<Hop, { upsert: VirtualService[]; remove: string[] }> {
+    const out: Record<Hop, { upsert: VirtualService[]; remove: string[] }> = { host: { upsert: [], remove: [] }, sandbox: { upsert: [], remove: [] } };
+    const self = this.selfNode();
+    if (!self) return out;
+    if (!this.publishersKnown) {
+      for (const s of this.index.services()) if (publishing(s)) this.publishers.add(s.id);
+      this.publishersKnown = true;
+    }
+    const ids = this.allDirty ? new Set([...this.publishers, ...this.perService.keys()]) : new Set(this.dirty);
+    this.allDirty = false;
+    this.dirty.clear();
+    for (const id of ids) {
+      const svc = this.index.service(id);
+      const next = svc && publishing(svc) ? this.compute(svc, self) : undefined;
+      const prev = this.perService.get(id);
+      for (const hop of ['host', 'sandbox'] as const) {
+        const had = new Map((prev?.[hop] ?? []).map((v) => [vsKey(v), v]));
+        const want = new Map((next?.[hop] ?? []).map((v) => [vsKey(v), v]));
+        for (const [k, v] of want) {
+          const old = had.get(k);
+          if (!old || canonical(old) !== canonical(v)) out[hop].upsert.push(v);
+        }
+        for (const k of had.keys()) if (!want.has(k)) out[hop].remove.push(k);
+      }
+      if (next) this.perService.set(id, next);
+      else this.perService.delete(id);
+    }
+    return out;
+  }
+
+  /** Every desired virtual service of one hop (a full sync). */
+  private all(hop: Hop): VirtualService[] {
+    const out: VirtualService[] = [];
+    for (const st of this.perService.values()) out.push(...st[hop]);
+    return out;
+  }
+
+  private sync(): Promise<void> {
+    return this.serial(() => this.syncLocked());
+  }
+
+  private async syncLocked(): Promise<void> {
+    if (!this.selfNode()) return;
+    const c = this.recompute();
+    const sandbox = this.sandbox;
     const results = await Promise.allSettled([
-      this.host.sync(want.host),
-      this.sandbox ? this.sandbox.proxier.sync(want.sandbox) : Promise.resolve(0),
+      this.host.change(c.host.upsert, c.host.remove, () => this.all('host')),
+      sandbox ? sandbox.proxier.change(c.sandbox.upsert, c.sandbox.remove, () => this.all('sandbox')) : Promise.resolve(0),
     ]);
-    this.last = want;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    if (failed) {
+      this.allDirty = true; // recompute and resend everything next time (the proxier does a full sync)
+      throw failed.reason;
+    }
   }
 
   /**
@@ -202,6 +273,7 @@ export class NodeIngress {
    * the kernel and puts back what differs. Resolves with the repairs (counted per hop).
    */
   async resync(): Promise<number> {
+    this.allDirty = true; // recompute every published port, not only what changes named
     await this.sync();
     const host = await this.host.resync();
     this.counters.repaired('ingress-host', host);
@@ -217,7 +289,7 @@ export class NodeIngress {
   }
 
   private registerMetrics(reg: Registry): void {
-    const state = (): PublishedState => this.last;
+    const state = (): { ports: PublishedState['ports'] } => ({ ports: [...this.perService.values()].flatMap((p) => p.ports) });
     new Gauge({
       name: 'shoal_ingress_published_backends', help: 'Serving replicas a published port reaches from this node.', labelNames: ['service', 'port', 'protocol', 'mode'], registers: [reg],
       collect() {
