@@ -50,9 +50,15 @@ export function lbSettings(svc: Service): Pick<VirtualService, 'scheduler' | 'af
   return aff > 0 ? { scheduler, affinity: { timeoutSeconds: aff } } : { scheduler };
 }
 
+/** The protocols whose every port a VIP carries (Swarm balances every port of a VIP). */
+export const EVERY_PORT_PROTOCOLS = ['tcp', 'udp'] as const;
+
 /**
  * Virtual services of a sandbox on `networkIds`: every VIP-mode service's VIPs on those
- * networks (IPv4, and IPv6 where the service has a v6 VIP), each port, with its backends.
+ * networks (IPv4, and IPv6 where the service has a v6 VIP), with its backends: one every-port
+ * service (port 0: the backend keeps the destination port) per protocol, so a VIP answers on
+ * any port its tasks listen on, declared or not; and one per declared target port, which keeps
+ * per-port settings and wins over the every-port one.
  */
 export function vipServicesFor(
   networkIds: readonly string[], services: Iterable<Service>, byService: ReadonlyMap<string, Task[]>, nodes: ReadonlyMap<string, Node>,
@@ -61,8 +67,7 @@ export function vipServicesFor(
   const out: VirtualService[] = [];
   for (const svc of services) {
     if (svc.spec.endpointMode !== 'vip') continue;
-    const ports = vipPorts(svc);
-    if (ports.length === 0) continue;
+    const ports = [...EVERY_PORT_PROTOCOLS.map((protocol) => ({ port: 0, protocol })), ...vipPorts(svc)];
     const tasks = byService.get(svc.id) ?? [];
     for (const { network } of svc.spec.networks) {
       if (!nets.has(network)) continue;

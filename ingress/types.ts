@@ -34,6 +34,11 @@ export interface LbBackend {
 export interface VirtualService {
   /** Frontend address (the VIP, or a node/ingress-sandbox address for published ports). */
   address: string;
+  /**
+   * Frontend port; `0` = every port of `protocol` at `address` not claimed by a virtual
+   * service with an explicit port there (the backend keeps the packet's destination port, and
+   * the backends' `port` is 0 too). A VIP carries every port of its service this way.
+   */
   port: number;
   protocol: LbProtocol;
   scheduler: LbScheduler;
@@ -50,7 +55,7 @@ export interface VirtualService {
   service: string;
 }
 
-/** The identity of a virtual service: `tcp/10.0.0.2/80` (`tcp/[fd00::2]/80` for IPv6). */
+/** The identity of a virtual service: `tcp/10.0.0.2/80` (`tcp/[fd00::2]/80` for IPv6; `tcp/10.0.0.2/0` for every port). */
 export function vsKey(vs: Pick<VirtualService, 'protocol' | 'address' | 'port'>): string {
   const a = vs.address.includes(':') ? `[${vs.address}]` : vs.address;
   return `${vs.protocol}/${a}/${vs.port}`;

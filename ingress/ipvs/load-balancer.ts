@@ -22,6 +22,7 @@ import {
 import type { Nft } from '../../src/kernel/nft.js';
 import type { Sysctl } from '../../src/kernel/sysctl.js';
 import { vsKey, type LbBackendStats, type LbKind, type LbScheduler, type LoadBalancer, type VirtualService } from '../types.js';
+import { MARK_TABLE, fwmarkOf, isShoalFwmark, markDeleteScript, markTableScript, type ExactTarget, type MarkTarget } from './fwmark.js';
 import { MASQ_TABLE, masqDeleteScript, masqElementsScript, masqTableScript, type MasqTarget } from './masquerade.js';
 
 /**
@@ -62,9 +63,12 @@ export interface IpvsLoadBalancerOptions {
   timeouts?: IpvsTimeouts;
   /** nft table (family inet) for masquerading; default `shoal-ipvs`. */
   table?: string;
+  /** nft table (family inet) marking every-port services' packets (fwmark.ts); default `shoal-ipvs-mark`. */
+  markTable?: string;
   /**
    * Which kernel services are this instance's: `syncAll` and `cleanup` remove those it does
-   * not want. Default: every non-fwmark service of the netns (one load balancer per sandbox).
+   * not want. Default: every service of the netns but fwmark services outside Shoal's range
+   * (one load balancer per sandbox).
    */
   owns?: (svc: IpvsServiceKey) => boolean;
 }
@@ -80,8 +84,12 @@ export function planOf(vs: VirtualService): Plan {
   const scheduler = IPVS_SCHEDULER[vs.scheduler];
   if (scheduler === undefined) throw invalid(`virtual service ${vsKey(vs)}: unknown scheduler '${String(vs.scheduler)}'`);
   const v6 = vs.address.includes(':');
+  // Every port (port 0): a fwmark service, the mark set by nftables on packets to the address (fwmark.ts).
+  const every = vs.port === 0;
+  if (every && vs.masquerade) throw invalid(`virtual service ${vsKey(vs)}: an every-port service cannot masquerade on IPVS`);
   const svc: IpvsService = {
-    protocol: vs.protocol, address: vs.address, port: vs.port, scheduler,
+    protocol: vs.protocol, address: every ? (v6 ? '::' : '0.0.0.0') : vs.address, port: vs.port, scheduler,
+    ...(every ? { fwmark: fwmarkOf(vs.address, vs.protocol) } : {}),
     flags: vs.affinity ? { persistent: true } : {},
     timeout: vs.affinity ? vs.affinity.timeoutSeconds : 0,
     netmask: v6 ? '128' : '255.255.255.255',
@@ -103,7 +111,7 @@ const sameService = (a: IpvsService, b: IpvsService): boolean =>
 const sameDest = (a: IpvsDest, b: IpvsDest): boolean =>
   a.weight === b.weight && a.forward === b.forward && a.upperThreshold === b.upperThreshold && a.lowerThreshold === b.lowerThreshold;
 
-/** The key of a kernel service: {@link vsKey}'s form for tcp/udp (an sctp one never matches). */
+/** The key of a kernel service (`tcp/10.0.0.2/80`, `fwmark/<mark>/inet`): plans are matched on it. */
 const keyOfKernel = (s: IpvsServiceKey): string => ipvsServiceKey(s);
 
 /** `tcp/10.0.0.2/80` / `udp/[fd00::2]/53` back to its parts. */
@@ -111,6 +119,12 @@ function parseVsKey(key: string): MasqTarget {
   const m = /^(tcp|udp)\/(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))\/(\d+)$/.exec(key);
   if (!m) throw invalid(`'${key}' is not a virtual service key (tcp/10.0.0.2/80)`);
   return { protocol: m[1] as 'tcp' | 'udp', address: (m[2] ?? m[3]) as string, port: Number(m[4]) };
+}
+
+/** The kernel identity of the virtual service `key` (a fwmark service for port 0). */
+function kernelKeyOf(t: MasqTarget): IpvsServiceKey {
+  if (t.port !== 0) return { ...t };
+  return { protocol: t.protocol, address: t.address.includes(':') ? '::' : '0.0.0.0', port: 0, fwmark: fwmarkOf(t.address, t.protocol) };
 }
 
 const masqTarget = (vs: VirtualService): MasqTarget => ({ protocol: vs.protocol, address: vs.address, port: vs.port });
@@ -131,11 +145,15 @@ export class IpvsLoadBalancer implements LoadBalancer {
   private queue: Promise<void> = Promise.resolve();
   /** Kernel objects created, changed or deleted by the current call (resync counts them as repairs). */
   private repairs = 0;
+  /** The marking table (every-port services) and what it was last written with (undefined: unknown). */
+  private readonly markTable: string;
+  private marksSig: string | undefined;
 
   constructor(private readonly opts: IpvsLoadBalancerOptions) {
     this.ipvs = opts.ipvs;
     this.table = opts.table ?? MASQ_TABLE;
-    this.owns = opts.owns ?? ((s) => !s.fwmark);
+    this.markTable = opts.markTable ?? MARK_TABLE;
+    this.owns = opts.owns ?? ((s) => !s.fwmark || isShoalFwmark(s.fwmark));
   }
 
   syncAll(services: readonly VirtualService[]): Promise<void> {
@@ -185,15 +203,20 @@ export class IpvsLoadBalancer implements LoadBalancer {
       // The masquerade table as a whole (atomic; conntrack keeps the flows it already NATs).
       if (this.opts.nft) await this.replaceMasq(new Map(this.masq));
       // What was applied stays the record: a failure half-way is repaired by the next resync.
+      await this.writeMarks(this.state.values(), true);
       const kernel = new Map<string, IpvsServiceEntry>();
       for (const s of await this.ipvs.getServices()) if (this.owns(s)) kernel.set(keyOfKernel(s), s);
-      for (const [key, vs] of this.state) {
-        const have = kernel.get(key);
+      const wanted = new Set<string>();
+      for (const vs of this.state.values()) {
+        const plan = planOf(vs);
+        const kk = keyOfKernel(plan.svc);
+        wanted.add(kk);
+        const have = kernel.get(kk);
         const dests = have ? new Map((await this.ipvs.getDests(have)).map((d) => [ipvsDestKey(d), d as IpvsDest] as const)) : undefined;
-        await this.converge(have ? { svc: have, dests: dests ?? new Map() } : undefined, planOf(vs));
+        await this.converge(have ? { svc: have, dests: dests ?? new Map() } : undefined, plan);
       }
-      for (const [key, s] of kernel) {
-        if (this.state.has(key)) continue;
+      for (const [kk, s] of kernel) {
+        if (wanted.has(kk)) continue;
         await this.ipvs.delService(s);
         this.repairs++;
       }
@@ -204,7 +227,8 @@ export class IpvsLoadBalancer implements LoadBalancer {
   cleanup(): Promise<void> {
     return this.serialized(async () => {
       for (const s of await this.ipvs.getServices()) if (this.owns(s)) await this.ipvs.delService(s);
-      if (this.opts.nft) await this.opts.nft.apply(masqDeleteScript(this.table));
+      if (this.opts.nft) await this.opts.nft.apply(masqDeleteScript(this.table) + markDeleteScript(this.markTable));
+      this.marksSig = undefined;
       this.state.clear();
       this.masq.clear();
       this.nftReady = false;
@@ -236,24 +260,50 @@ export class IpvsLoadBalancer implements LoadBalancer {
     const plans = new Map([...want].map(([k, vs]) => [k, planOf(vs)] as const));
     this.checkMasq(want.values());
     await this.prepare();
-    // nft first: the whole table, atomically, with exactly the wanted elements.
+    // nft first: the whole tables, atomically, with exactly the wanted elements.
     const masq = new Map([...want].filter(([, vs]) => vs.masquerade).map(([k, vs]) => [k, masqTarget(vs)] as const));
     await this.replaceMasq(masq);
+    await this.writeMarks(want.values(), true);
 
     const kernel = new Map<string, IpvsServiceEntry>();
     for (const s of await this.ipvs.getServices()) if (this.owns(s)) kernel.set(keyOfKernel(s), s);
     this.state.clear();
+    const wanted = new Set<string>();
     for (const [key, plan] of plans) {
-      const have = kernel.get(key);
+      const kk = keyOfKernel(plan.svc);
+      wanted.add(kk);
+      const have = kernel.get(kk);
       const dests = have ? new Map((await this.ipvs.getDests(have)).map((d) => [ipvsDestKey(d), d as IpvsDest] as const)) : undefined;
       await this.converge(have ? { svc: have, dests: dests ?? new Map() } : undefined, plan);
       this.state.set(key, want.get(key) as VirtualService);
     }
-    for (const [key, s] of kernel) {
-      if (want.has(key)) continue;
+    for (const [kk, s] of kernel) {
+      if (wanted.has(kk)) continue;
       await this.ipvs.delService(s);
       this.repairs++;
     }
+  }
+
+  /**
+   * The marking table for every-port services (fwmark.ts): rewritten whole when the set of
+   * marked addresses or explicit ports changed (a service added or removed), never for a
+   * backend change. `force`: write it (or delete it when empty) whatever was recorded.
+   */
+  private async writeMarks(services: Iterable<VirtualService>, force: boolean): Promise<void> {
+    const marks: MarkTarget[] = [];
+    const exact: ExactTarget[] = [];
+    for (const vs of services) {
+      if (vs.port === 0) marks.push({ address: vs.address, protocol: vs.protocol, mark: fwmarkOf(vs.address, vs.protocol) });
+      else exact.push({ address: vs.address, protocol: vs.protocol, port: vs.port });
+    }
+    const sig = marks.length ? JSON.stringify([marks.map((m) => `${m.address}/${m.protocol}`).sort(), exact.map((e) => `${e.address}/${e.protocol}/${e.port}`).sort()]) : '';
+    if (!force && sig === this.marksSig) return;
+    if (marks.length && !this.opts.nft) throw invalid('every-port virtual services need the IPVS load balancer\'s nft (pass the \'nft\' option)');
+    const nft = this.opts.nft;
+    if (!nft) return;
+    this.marksSig = undefined; // unknown until the kernel took it
+    await nft.apply(marks.length ? markTableScript(this.markTable, marks, exact) : markDeleteScript(this.markTable));
+    this.marksSig = sig;
   }
 
   private async doApply(upsert: readonly VirtualService[], remove: readonly string[]): Promise<void> {
@@ -276,6 +326,11 @@ export class IpvsLoadBalancer implements LoadBalancer {
     const dels = [...this.masq].filter(([k]) => !wantMasq.has(k));
     // SNAT must be in place before IPVS sends the first flow, and stay until the last is gone.
     if (adds.length || (!this.nftReady && wantMasq.size)) await this.updateMasq(adds, [], new Map([...this.masq, ...adds]));
+    // Marks before a new every-port service takes flows (and its explicit ports unmarked first).
+    const after = new Map(this.state);
+    for (const k of removed.keys()) after.delete(k);
+    for (const { key, vs } of plans) after.set(key, vs);
+    await this.writeMarks(after.values(), false);
 
     for (const { key, vs, plan } of plans) {
       const prev = this.state.get(key);
@@ -285,7 +340,7 @@ export class IpvsLoadBalancer implements LoadBalancer {
     }
     for (const [key, t] of removed) {
       this.state.delete(key);
-      await this.ipvs.delService({ ...t }); // absent = success, known or not
+      await this.ipvs.delService(kernelKeyOf(t)); // absent = success, known or not
     }
     if (dels.length) await this.updateMasq([], dels, wantMasq);
   }

@@ -267,7 +267,8 @@ export class NftLoadBalancer implements LoadBalancer {
       for (const b of old.vs.backends) {
         if (keep.has(`${b.address}:${b.port}`)) continue;
         try {
-          await this.conntrack.deleteFlows({ protocol: 'udp', origDst: old.vs.address, origDstPort: old.vs.port, replySrc: b.address });
+          // An every-port service (port 0) matches its flows on any destination port.
+          await this.conntrack.deleteFlows({ protocol: 'udp', origDst: old.vs.address, ...(old.vs.port ? { origDstPort: old.vs.port } : {}), replySrc: b.address });
         } catch (e) {
           this.log(`nft load balancer ${this.table}: deleting UDP flows of ${key} -> ${b.address}: ${messageOf(e)}`);
         }

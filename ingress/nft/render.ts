@@ -68,7 +68,7 @@ export interface ChainDecl {
 
 /** An element of a map (`vip4`, `cnt4`...): its key and the whole `key : value` text. */
 export interface MapElement {
-  map: 'vip4' | 'vip6' | 'cnt4' | 'cnt6';
+  map: 'vip4' | 'vip6' | 'vipa4' | 'vipa6' | 'cnt4' | 'cnt6' | 'cnta4' | 'cnta6';
   key: string;
   element: string;
 }
@@ -137,14 +137,16 @@ export function checkVirtualService(vs: VirtualService): void {
   if (fam === 0) throw invalid(`virtual service ${key}: '${vs.address}' is not an IP address`);
   if (vs.protocol !== 'tcp' && vs.protocol !== 'udp') throw invalid(`virtual service ${key}: protocol must be tcp or udp`);
   const port = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535;
-  if (!port(vs.port)) throw invalid(`virtual service ${key}: port must be 1..65535`);
+  // Port 0: every port of the address (the backend keeps the destination port): backends port 0 too.
+  const every = vs.port === 0;
+  if (!every && !port(vs.port)) throw invalid(`virtual service ${key}: port must be 1..65535 (or 0 for every port)`);
   const t = vs.affinity?.timeoutSeconds;
   if (t !== undefined && !(Number.isInteger(t) && t >= 1)) throw invalid(`virtual service ${key}: affinity timeout must be a positive integer`);
   const seen = new Set<string>();
   for (const b of vs.backends) {
     const id = `${b.address}:${b.port}`;
     if (isIP(b.address) !== fam) throw invalid(`virtual service ${key}: backend ${id} is not an IPv${fam} address`);
-    if (!port(b.port)) throw invalid(`virtual service ${key}: backend ${id}: port must be 1..65535`);
+    if (every ? b.port !== 0 : !port(b.port)) throw invalid(`virtual service ${key}: backend ${id}: port must be ${every ? '0 (every port keeps its destination port)' : '1..65535'}`);
     if (!(Number.isInteger(b.weight) && b.weight >= 0 && b.weight <= 256)) throw invalid(`virtual service ${key}: backend ${id}: weight must be 0..256`);
     if (seen.has(id)) throw invalid(`virtual service ${key}: backend ${id} is listed twice`);
     seen.add(id);
@@ -196,7 +198,9 @@ export function serviceObjects(vs: VirtualService, ctx: RenderContext): ServiceO
   const timeout = vs.affinity?.timeoutSeconds;
   const sorted = [...vs.backends].sort(byAddress);
   const id = (b: LbBackend): string => `${b.address}:${b.port}`;
-  const target = (b: LbBackend): string => (v6 ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`);
+  const every = vs.port === 0;
+  // Every port: DNAT to the address only, the destination port is kept.
+  const target = (b: LbBackend): string => (every ? b.address : v6 ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`);
   const dnat = (to: string): string => `meta l4proto ${vs.protocol} dnat ${ip} to ${to}`;
   const slots = slotsOf(vs);
   const pick = vs.scheduler === 'random' ? `numgen random mod ${slots.length}`
@@ -225,20 +229,24 @@ export function serviceObjects(vs: VirtualService, ctx: RenderContext): ServiceO
       rules.push(`${pick} vmap @${map.name}${comment}`);
     }
   } else if (slots.length > 0) {
-    const elements = slots.map((b, i) => `${i} : ${b.address} . ${b.port}`).join(', ');
-    map = { name: `m_${hash12(key, pick, elements)}`, decl: `typeof numgen inc mod 2 : ${ip} daddr . ${vs.protocol} dport; elements = { ${elements} };` };
+    const elements = slots.map((b, i) => (every ? `${i} : ${b.address}` : `${i} : ${b.address} . ${b.port}`)).join(', ');
+    const value = every ? `${ip} daddr` : `${ip} daddr . ${vs.protocol} dport`;
+    map = { name: `m_${hash12(key, pick, elements)}`, decl: `typeof numgen inc mod 2 : ${value}; elements = { ${elements} };` };
     rules.push(`${dnat(`${pick} map @${map.name}`)}${comment}`);
   }
   if (slots.length === 0) rules.push(`${vs.protocol === 'tcp' ? 'reject with tcp reset' : 'reject'}${comment}`);
 
   const counters: CounterDecl[] = sorted.map((b) => {
     const name = `c_${hash12(key, b.address, String(b.port))}`;
-    const k = `${vs.protocol} . ${vs.address} . ${vs.port} . ${b.address} . ${b.port}`;
-    return { backend: { ...b }, name, element: { map: v6 ? 'cnt6' : 'cnt4', key: k, element: `${k} : "${name}"` } };
+    const k = every ? `${vs.protocol} . ${vs.address} . ${b.address}` : `${vs.protocol} . ${vs.address} . ${vs.port} . ${b.address} . ${b.port}`;
+    const cmap = every ? (v6 ? 'cnta6' : 'cnta4') : v6 ? 'cnt6' : 'cnt4';
+    return { backend: { ...b }, name, element: { map: cmap, key: k, element: `${k} : "${name}"` } };
   });
   const shard = ctx.shards <= 1 ? 0 : Number.parseInt(tag.slice(0, 8), 16) % ctx.shards;
-  const vk = `${vs.address} . ${vs.protocol} . ${vs.port}`;
-  const vip: MapElement = { map: v6 ? 'vip6' : 'vip4', key: vk, element: `${vk} : goto s_${tag}` };
+  // Exact ports dispatch on address . protocol . port; every-port services on address . protocol,
+  // looked up only when no exact port matched (see hookChains).
+  const vk = every ? `${vs.address} . ${vs.protocol}` : `${vs.address} . ${vs.protocol} . ${vs.port}`;
+  const vip: MapElement = { map: every ? (v6 ? 'vipa6' : 'vipa4') : v6 ? 'vip6' : 'vip4', key: vk, element: `${vk} : goto s_${tag}` };
   const chain = { name: `s_${tag}`, rules };
   const signature = JSON.stringify([shard, chain, backendChains, sets, map, counters.map((c) => c.element.element), vip.element]);
   return {
@@ -250,9 +258,17 @@ export function serviceObjects(vs: VirtualService, ctx: RenderContext): ServiceO
 const MAP_TYPE: Record<MapElement['map'], string> = {
   vip4: 'ipv4_addr . inet_proto . inet_service : verdict',
   vip6: 'ipv6_addr . inet_proto . inet_service : verdict',
+  vipa4: 'ipv4_addr . inet_proto : verdict',
+  vipa6: 'ipv6_addr . inet_proto : verdict',
   cnt4: 'inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service : counter',
   cnt6: 'inet_proto . ipv6_addr . inet_service . ipv6_addr . inet_service : counter',
+  cnta4: 'inet_proto . ipv4_addr . ipv4_addr : counter',
+  cnta6: 'inet_proto . ipv6_addr . ipv6_addr : counter',
 };
+
+/** The dispatch maps every shard has, and the counter maps of shard 0. */
+const DISPATCH_MAPS: ReadonlyArray<MapElement['map']> = ['vip4', 'vip6', 'vipa4', 'vipa6'];
+const COUNTER_MAPS: ReadonlyArray<MapElement['map']> = ['cnt4', 'cnt6', 'cnta4', 'cnta6'];
 
 function block(head: string, lines: readonly string[], indent: string): string {
   return `${indent}${head} {\n${lines.map((l) => `${indent}\t${l}\n`).join('')}${indent}}\n`;
@@ -264,16 +280,25 @@ function mapBlock(map: MapElement['map'], elements: readonly string[]): string {
 }
 
 function hookChains(ctx: RenderContext, shard: number): string {
-  const dispatch = ['ip daddr . meta l4proto . th dport vmap @vip4', 'ip6 daddr . meta l4proto . th dport vmap @vip6'];
+  // A vmap without a matching element falls through to the next rule: exact ports first, then
+  // the address's every-port service (a VIP carries every port of its service).
+  const dispatch = [
+    'ip daddr . meta l4proto . th dport vmap @vip4', 'ip6 daddr . meta l4proto . th dport vmap @vip6',
+    'ip daddr . meta l4proto vmap @vipa4', 'ip6 daddr . meta l4proto vmap @vipa6',
+  ];
   let out = block('chain output', ['type nat hook output priority -100; policy accept;', ...dispatch], '\t')
     + block('chain prerouting', ['type nat hook prerouting priority -100; policy accept;', ...dispatch], '\t');
   if (shard === 0) {
     const count = (nf: string, ip: string, map: string): string =>
       `meta nfproto ${nf} meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ${ip} daddr . ct original proto-dst . ${ip} daddr . th dport map @${map}`;
+    const countEvery = (nf: string, ip: string, map: string): string =>
+      `meta nfproto ${nf} meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ${ip} daddr . ${ip} daddr map @${map}`;
     out += block('chain postrouting', [
       'type nat hook postrouting priority 100; policy accept;',
       count('ipv4', 'ip', 'cnt4'),
       count('ipv6', 'ip6', 'cnt6'),
+      countEvery('ipv4', 'ip', 'cnta4'),
+      countEvery('ipv6', 'ip6', 'cnta6'),
       `meta mark & ${hex(ctx.mark)} == 0 return`,
       `meta mark set meta mark ^ ${hex(ctx.mark)}`,
       // Not `fully-random`: keeping the client's source port where it is free keeps one client
@@ -297,10 +322,10 @@ export function fullScript(services: readonly ServiceObjects[], ctx: RenderConte
     const t = shardTable(ctx.table, k);
     const mine = sorted.filter((s) => s.shard === k);
     out += `add table inet ${t}\ndelete table inet ${t}\ntable inet ${t} {\n`;
-    const maps: MapElement['map'][] = k === 0 ? ['vip4', 'vip6', 'cnt4', 'cnt6'] : ['vip4', 'vip6'];
+    const maps: Array<MapElement['map']> = k === 0 ? [...DISPATCH_MAPS, ...COUNTER_MAPS] : [...DISPATCH_MAPS];
     if (k === 0) for (const s of sorted) for (const c of s.counters) out += `\tcounter ${c.name} {}\n`;
     for (const m of maps) {
-      const els = m.startsWith('vip') ? mine.map((s) => s.vip) : sorted.flatMap((s) => s.counters.map((c) => c.element));
+      const els = DISPATCH_MAPS.includes(m) ? mine.map((s) => s.vip) : sorted.flatMap((s) => s.counters.map((c) => c.element));
       out += mapBlock(m, els.filter((e) => e.map === m).map((e) => e.element));
     }
     for (const s of mine) {

@@ -149,6 +149,9 @@ export function validateService(vs: VirtualService): void {
   const where = `virtual service ${JSON.stringify(vs.service)} (${vs.protocol}/${vs.address}/${vs.port})`;
   if (vs.protocol !== 'tcp' && vs.protocol !== 'udp') throw invalid(`${where}: protocol must be tcp or udp`);
   if (!isIP(vs.address)) throw invalid(`${where}: address must be an IPv4 or IPv6 address`);
+  // A socket listens on one port: every port of an address (port 0) would need a listener per
+  // port or TPROXY (root), so the every-port VIP stays a kernel dataplane's feature.
+  if (vs.port === 0) throw invalid(`${where}: every-port virtual services (port 0) need a kernel dataplane (nftables or IPVS); the userspace proxy balances declared ports only`);
   if (!isPort(vs.port)) throw invalid(`${where}: port must be 1..65535`);
   if (!SCHEDULERS.includes(vs.scheduler)) throw invalid(`${where}: scheduler must be one of ${SCHEDULERS.join(', ')}`);
   if (vs.affinity && !(Number.isFinite(vs.affinity.timeoutSeconds) && vs.affinity.timeoutSeconds > 0)) {

@@ -8,13 +8,13 @@ import { describe, it } from 'vitest';
 import { expectKernelLabChecks } from '../helpers/kernel-lab.js';
 
 describe('IPVS in the kernel lab', () => {
-  it('balances, drains, removes, answers UDP, refuses when empty, masquerades; ipvsadm agrees', async () => {
+  it('balances, drains, removes, answers UDP, refuses when empty, every port (fwmark), masquerades; ipvsadm agrees', async () => {
     await expectKernelLabChecks({
       script: 'dist/test/kernel-lab/ipvs-lab.js',
       // loaded by URL at run time (worker threads)
       emitted: ['dist/src/kernel/ipvs-genl.js', 'dist/src/kernel/netns-roamer-handlers.js', 'dist/src/kernel/netns-worker.js', 'dist/ingress/ipvs/load-balancer.js'],
       checks: [
-        'has-ipvs', 'topology', 'program', 'spread', 'client-address', 'drain', 'remove', 'udp', 'refuse-empty', 'ipvsadm',
+        'has-ipvs', 'topology', 'program', 'spread', 'client-address', 'drain', 'remove', 'udp', 'refuse-empty', 'ipvsadm', 'every-port',
         'timeouts-sysctls', 'masquerade', 'masquerade-needed', 'cleanup',
       ],
       vmTimeoutS: 540,

@@ -197,6 +197,8 @@ describe('userspace load balancer, bad input and lifecycle', () => {
       await expect(lb.apply([vs(p, { backends: [] }), vs(p + 1, b)], [])).rejects.toMatchObject({ kind: 'InvalidParameter' });
     }
     await expect(lb.apply([vs(p), vs(p)], [])).rejects.toThrow(/listed twice/);
+    // A VIP's every port is a kernel dataplane's (one socket listens on one port): said so.
+    await expect(lb.apply([vs(0, { backends: [{ address: '127.0.0.1', port: 0, weight: 1 }] })], [])).rejects.toThrow(/every-port .* need a kernel dataplane/);
     expect([...lb.applied().values()].map((v) => v.backends.length)).toEqual([1]); // the first, valid, one was not applied either
     expect(await firstWords(p)).toBe('hi');
     await lb.apply([], [`tcp/${FRONT}/${p}`]);

@@ -25,7 +25,7 @@ import { ExecNft } from '../../src/kernel/nft.js';
 import { deleteNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import { closeSharedNetnsRoamer, ipvsIn, netnsSysctl, sharedNetnsRoamer } from '../../src/kernel/netns-roamer.js';
 import { IpvsLoadBalancer } from '../../ingress/ipvs/index.js';
-import type { LbBackend, VirtualService } from '../../ingress/types.js';
+import { vsKey, type LbBackend, type VirtualService } from '../../ingress/types.js';
 
 const TIMEOUT_MS = 8000; // generous: JS runs ~10x slower under TCG
 
@@ -167,6 +167,8 @@ export function shutdown(): void {
 
 const VIP = '10.77.100.1';
 const VIP_LB = '10.77.200.1';
+/** A VIP that carries every port (fwmark services), beside one declared port. */
+const VIP_ALL = '10.77.100.2';
 const BACKENDS = { b1: '10.77.0.11', b2: '10.77.0.12', b3: '10.77.0.13' } as const;
 type Backend = keyof typeof BACKENDS;
 
@@ -218,7 +220,10 @@ async function main(): Promise<void> {
       }
       // The client reaches its VIP through its own IPVS (a route is needed for the source
       // address choice; nothing answers at 10.77.0.1), and the director's VIP through `lb`.
-      await roamer.run(ns.c, [['ensureRoute', { dst: `${VIP}/32`, via: '10.77.0.1' }], ['ensureRoute', { dst: `${VIP_LB}/32`, via: '10.77.0.3' }]]);
+      await roamer.run(ns.c, [
+        ['ensureRoute', { dst: `${VIP}/32`, via: '10.77.0.1' }], ['ensureRoute', { dst: `${VIP_ALL}/32`, via: '10.77.0.1' }],
+        ['ensureRoute', { dst: `${VIP_LB}/32`, via: '10.77.0.3' }],
+      ]);
       await roamer.run(ns.lb, [['ensureAddress', 'lo', `${VIP_LB}/32`]]);
       for (const b of Object.keys(BACKENDS) as Backend[]) {
         const w = await NetnsWorker.start({ netns: ns[b], modules: { lab: import.meta.url } });
@@ -231,7 +236,7 @@ async function main(): Promise<void> {
       return `switch + client + director + 3 backends (${Object.values(ns).join(' ')})`;
     });
 
-    const lb = new IpvsLoadBalancer({ ipvs: ipvsIn(ns.c), sysctl: netnsSysctl(ns.c) });
+    const lb = new IpvsLoadBalancer({ ipvs: ipvsIn(ns.c), sysctl: netnsSysctl(ns.c), nft: new ExecNft({ netns: ns.c }) });
     lbs.push(lb);
     const web = (over: Partial<VirtualService> = {}): VirtualService => ({
       service: 'web', address: VIP, port: 80, protocol: 'tcp', scheduler: 'rr', backends: backends(8080), ...over,
@@ -325,6 +330,32 @@ async function main(): Promise<void> {
       ].sort();
       assert(JSON.stringify(got) === JSON.stringify(want), `ipvsadm -Ln shows\n${got.join('\n')}\nwanted\n${want.join('\n')}`);
       return `ipvsadm -Ln shows exactly ${want.length} lines: 3 services and their real servers`;
+    });
+
+    await check('every-port', async () => {
+      // Swarm's way: nft marks packets to the VIP, a fwmark service per protocol balances them
+      // and the real servers (port 0) keep the destination port; a declared port (80 -> 8080)
+      // keeps its own service and is not marked.
+      const all = (protocol: 'tcp' | 'udp'): VirtualService => ({ service: 'all', address: VIP_ALL, port: 0, protocol, scheduler: 'rr', backends: backends(0) });
+      const declared: VirtualService = { service: 'all', address: VIP_ALL, port: 80, protocol: 'tcp', scheduler: 'rr', backends: backends(8080, {}, ['b1']) };
+      await lb.apply([all('tcp'), all('udp'), declared], []);
+      const tcp = count(await call<string[]>(client, 'hello', VIP_ALL, 8080, 30));
+      assert(Object.keys(tcp).sort().join() === 'b1,b2,b3', `30 connections to ${VIP_ALL}:8080 reached ${JSON.stringify(tcp)}`);
+      const udp = await call<Array<{ line: string; from: string }>>(client, 'udp', VIP_ALL, 5353, 6);
+      assert(udp.every((a) => a.from === VIP_ALL), `UDP answers came from ${udp.map((a) => a.from).join(', ')}`);
+      const viaDeclared = count(await call<string[]>(client, 'hello', VIP_ALL, 80, 6));
+      assert(JSON.stringify(viaDeclared) === '{"b1":6}', `the declared port 80 reached ${JSON.stringify(viaDeclared)}`);
+      const fwm = (await ipvsadm(ns.c)).filter((l) => l.startsWith('FWM '));
+      assert(fwm.filter((l) => !l.includes('->')).length === 2, `ipvsadm shows fwmark services:\n${fwm.join('\n')}`);
+      const marks = await run('nsenter', [`--net=/run/netns/${ns.c}`, 'nft', 'list', 'table', 'inet', 'shoal-ipvs-mark']);
+      assert(marks.includes(VIP_ALL), `the mark table does not name ${VIP_ALL}:\n${marks}`);
+      await lb.apply([], [vsKey(all('tcp')), vsKey(all('udp')), vsKey(declared)]);
+      const left = (await ipvsadm(ns.c)).filter((l) => l.startsWith('FWM ') || l.includes(VIP_ALL));
+      assert(left.length === 0, `after removal ipvsadm still shows ${left.join('; ')}`);
+      const how = await call<string>(client, 'refused', VIP_ALL, 8080);
+      assert(how !== 'connected', 'the removed every-port VIP still connects');
+      return `${VIP_ALL}: any TCP port -> ${JSON.stringify(tcp)} (port kept), UDP :5353 answered from the VIP, declared :80 -> b1 only; `
+        + `2 FWM services in ipvsadm; removed: gone from IPVS, ${VIP_ALL}:8080 ${how}`;
     });
 
     await check('timeouts-sysctls', async () => {

@@ -47,7 +47,7 @@ function setup(): { index: LocalIndex; ipvs: FakeIpvs; lb: NodeLb; web: Service;
   index.applyList([kv('nodes', node('n1')), kv('services', web), kv('services', db),
     kv('tasks', task('a', web, '10.0.0.11')), kv('tasks', task('b', web, '10.0.0.12')), kv('tasks', task('c', db, '10.0.0.21'))], 5);
   const ipvs = new FakeIpvs();
-  const lb = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs }) });
+  const lb = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs, nft: new FakeNft() }) });
   index.onChange((c) => lb.changed(c));
   return { index, ipvs, lb, web, db };
 }
@@ -68,7 +68,10 @@ describe('NodeLb change tracking', () => {
     await lb.idle();
     await lb.stop();
     expect(lb.applies).toBe(applies + 1);
-    expect(ipvs.calls).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
+    // The declared port's service and the VIP's two every-port (fwmark) services lose b; nothing else.
+    expect(ipvs.calls.filter((c) => !c.includes('10.0.0.12'))).toEqual([]);
+    expect(callsOf(ipvs, 'tcp/10.0.0.2/80')).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
+    expect(ipvs.calls.filter((c) => /^delDest fwmark\/\d+\/inet 10\.0\.0\.12:0$/.test(c))).toHaveLength(2);
   });
 
   it('lbView ignores messages and timestamps, not health, node, state or addresses', () => {
@@ -102,7 +105,7 @@ describe('NodeLb change tracking', () => {
     const { index, ipvs, lb } = setup();
     const bad = svc('s3', 'bad', 'not-an-ip');
     const logs: string[] = [];
-    const lb2 = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs }), log: (m) => logs.push(m) });
+    const lb2 = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs, nft: new FakeNft() }), log: (m) => logs.push(m) });
     put(index, 'services', bad);
     await lb2.ensureSandbox('client', 'sbx', ['net']);
     expect(ipvs.dump()).toContain('TCP  10.0.0.2:80 rr');
@@ -117,7 +120,7 @@ describe('NodeLb change tracking', () => {
     const { index, lb, web } = setup();
     const good = new FakeIpvs();
     const bad = new FakeIpvs();
-    const lb2 = new NodeLb(index, { kind: 'ipvs', make: (ns) => new IpvsLoadBalancer({ ipvs: ns === 'bad' ? bad : good }) });
+    const lb2 = new NodeLb(index, { kind: 'ipvs', make: (ns) => new IpvsLoadBalancer({ ipvs: ns === 'bad' ? bad : good, nft: new FakeNft() }) });
     index.onChange((c) => lb2.changed(c));
     await lb2.ensureSandbox('t-good', 'good', ['net']);
     await lb2.ensureSandbox('t-bad', 'bad', ['net']);
@@ -132,7 +135,7 @@ describe('NodeLb change tracking', () => {
     }
     await lb2.stop();
     await lb.stop();
-    expect(good.calls).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
+    expect(callsOf(good, 'tcp/10.0.0.2/80')).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
     expect(lb2.syncFailures).toBeGreaterThan(0);
     expect(bad.dump()).toBe(good.dump());
   });

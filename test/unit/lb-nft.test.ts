@@ -105,6 +105,12 @@ table inet sh_lb {
 	map vip6 {
 		type ipv6_addr . inet_proto . inet_service : verdict
 	}
+	map vipa4 {
+		type ipv4_addr . inet_proto : verdict
+	}
+	map vipa6 {
+		type ipv6_addr . inet_proto : verdict
+	}
 	map cnt4 {
 		type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service : counter
 		elements = {
@@ -114,6 +120,12 @@ table inet sh_lb {
 	map cnt6 {
 		type inet_proto . ipv6_addr . inet_service . ipv6_addr . inet_service : counter
 	}
+	map cnta4 {
+		type inet_proto . ipv4_addr . ipv4_addr : counter
+	}
+	map cnta6 {
+		type inet_proto . ipv6_addr . ipv6_addr : counter
+	}
 	map ${m} { typeof numgen inc mod 2 : ip daddr . tcp dport; elements = { 0 : 10.0.0.1 . 8080 }; }
 	chain ${a.chain.name} {
 		meta l4proto tcp dnat ip to numgen inc mod 1 map @${m} comment "web"
@@ -122,16 +134,22 @@ table inet sh_lb {
 		type nat hook output priority -100; policy accept;
 		ip daddr . meta l4proto . th dport vmap @vip4
 		ip6 daddr . meta l4proto . th dport vmap @vip6
+		ip daddr . meta l4proto vmap @vipa4
+		ip6 daddr . meta l4proto vmap @vipa6
 	}
 	chain prerouting {
 		type nat hook prerouting priority -100; policy accept;
 		ip daddr . meta l4proto . th dport vmap @vip4
 		ip6 daddr . meta l4proto . th dport vmap @vip6
+		ip daddr . meta l4proto vmap @vipa4
+		ip6 daddr . meta l4proto vmap @vipa6
 	}
 	chain postrouting {
 		type nat hook postrouting priority 100; policy accept;
 		meta nfproto ipv4 meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ip daddr . ct original proto-dst . ip daddr . th dport map @cnt4
 		meta nfproto ipv6 meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ip6 daddr . ct original proto-dst . ip6 daddr . th dport map @cnt6
+		meta nfproto ipv4 meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ip daddr . ip daddr map @cnta4
+		meta nfproto ipv6 meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ip6 daddr . ip6 daddr map @cnta6
 		meta mark & 0x4000 == 0 return
 		meta mark set meta mark ^ 0x4000
 		masquerade
@@ -142,6 +160,25 @@ delete table inet sh_lb_1
 add table inet sh_lb_2
 delete table inet sh_lb_2
 `);
+  });
+
+  it('every port (port 0): dispatch on address and protocol, DNAT to the address only (the port is kept), counted per backend', () => {
+    const every = (extra: Partial<VirtualService> = {}): VirtualService =>
+      vs('10.96.0.9', [{ address: '10.0.0.1', port: 0, weight: 1 }, { address: '10.0.0.2', port: 0, weight: 1 }], { port: 0, ...extra });
+    const o = serviceObjects(every(), ctx);
+    expect(o.key).toBe('tcp/10.96.0.9/0');
+    expect(o.vip).toMatchObject({ map: 'vipa4', element: `10.96.0.9 . tcp : goto ${o.chain.name}` });
+    expect(o.chain.rules).toEqual([`meta l4proto tcp dnat ip to numgen inc mod 2 map @${o.map?.name} comment "web"`]);
+    expect(o.map?.decl).toBe('typeof numgen inc mod 2 : ip daddr; elements = { 0 : 10.0.0.1, 1 : 10.0.0.2 };');
+    expect(o.counters.map((c) => c.element.map)).toEqual(['cnta4', 'cnta4']);
+    expect(o.counters[0]?.element.key).toBe('tcp . 10.96.0.9 . 10.0.0.1');
+    const aff = serviceObjects(every({ affinity: { timeoutSeconds: 30 } }), ctx);
+    expect(aff.backendChains[0]?.rules[1]).toBe('meta l4proto tcp dnat ip to 10.0.0.1');
+    const udp6 = serviceObjects(vs('fd00::9', [{ address: 'fd00::1', port: 0, weight: 1 }], { port: 0, protocol: 'udp' }), ctx);
+    expect(udp6.vip.map).toBe('vipa6');
+    expect(udp6.map?.decl).toBe('typeof numgen inc mod 2 : ip6 daddr; elements = { 0 : fd00::1 };');
+    // An explicit port and the every-port service of one address coexist: different maps.
+    expect(serviceObjects(vs('10.96.0.9', [be('10.0.0.1')]), ctx).vip.map).toBe('vip4');
   });
 
   it('names are deterministic: the same service renders the same in any process', () => {
@@ -171,7 +208,9 @@ describe('slots and validation', () => {
     expect(bad(vs('10.96.0.1', [be('10.0.0.1', 300)]))).toMatch(/weight must be 0..256/);
     expect(bad(vs('10.96.0.1', [be('10.0.0.1'), be('10.0.0.1')]))).toMatch(/listed twice/);
     expect(bad(vs('nope', []))).toMatch(/not an IP address/);
-    expect(bad(vs('10.96.0.1', [], { port: 0 }))).toMatch(/port must be/);
+    expect(bad(vs('10.96.0.1', [], { port: 70000 }))).toMatch(/port must be 1..65535/);
+    expect(bad(vs('10.96.0.1', [be('10.0.0.1')], { port: 0 }))).toMatch(/port must be 0/);
+    expect(bad(vs('10.96.0.1', [{ address: '10.0.0.1', port: 0, weight: 1 }], { port: 0 }))).toBe('accepted');
     expect(bad(vs('10.96.0.1', [], { affinity: { timeoutSeconds: 0 } }))).toMatch(/affinity timeout/);
   });
 

@@ -8,7 +8,7 @@ import { IpvsLoadBalancer } from '../../ingress/ipvs/index.js';
 import type { WireKv } from '../../mesh/api/watch.js';
 import { LocalIndex } from '../../mesh/agent/local-index.js';
 import { NodeLb } from '../../mesh/agent/lb.js';
-import { FakeIpvs } from '../../src/kernel/index.js';
+import { FakeIpvs, FakeNft } from '../../src/kernel/index.js';
 import { objectKey } from '../../src/model/keys.js';
 import type { Node, Service, Task } from '../../src/model/types.js';
 
@@ -32,11 +32,21 @@ describe('NodeLb over FakeIpvs', () => {
     index.applyList([kv('nodes', node), kv('services', web), kv('services', db),
       kv('tasks', task('a', web, '10.0.0.11')), kv('tasks', task('b', web, '10.0.0.12')), kv('tasks', task('c', db, '10.0.0.21'))], 5);
     const ipvs = new FakeIpvs();
-    const lb = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs }) });
+    const lb = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs, nft: new FakeNft() }) });
     index.onChange((c) => lb.changed(c.length));
     await lb.ensureSandbox('client', 'sbx-client', ['net']);
     expect(ipvs.dump()).toMatchInlineSnapshot(`
-      "TCP  10.0.0.2:80 wrr
+      "FWM  1343166155 wrr
+        -> 10.0.0.11:0  Masq  1
+        -> 10.0.0.12:0  Masq  1
+      FWM  1346783610 wrr
+        -> 10.0.0.11:0  Masq  1
+        -> 10.0.0.12:0  Masq  1
+      FWM  1347602042 rr persistent 60
+        -> 10.0.0.21:0  Masq  1
+      FWM  1355785948 rr persistent 60
+        -> 10.0.0.21:0  Masq  1
+      TCP  10.0.0.2:80 wrr
         -> 10.0.0.11:80  Masq  1
         -> 10.0.0.12:80  Masq  1
       TCP  10.0.0.3:80 rr persistent 60
@@ -48,6 +58,9 @@ describe('NodeLb over FakeIpvs', () => {
     index.applyEvents([{ type: 'put', key: objectKey('tasks', 'b'), value: JSON.stringify(task('b', web, '10.0.0.12', false)), modRevision: 6 }], 6);
     for (let i = 0; i < 100 && !ipvs.calls.length; i++) await new Promise((r) => setTimeout(r, 10));
     await lb.stop();
-    expect(ipvs.calls).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
+    // web's declared port and its two every-port (fwmark) services lose b; db is not touched.
+    expect(ipvs.calls.filter((c) => c.startsWith('delDest tcp/')).sort()).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
+    expect(ipvs.calls.every((c) => c.startsWith('delDest ') && c.endsWith('10.0.0.12:80') || /^delDest fwmark\/\d+\/inet 10\.0\.0\.12:0$/.test(c))).toBe(true);
+    expect(ipvs.calls).toHaveLength(3);
   });
 });
