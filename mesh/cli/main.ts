@@ -3,12 +3,13 @@
  * `shoal`: the CLI and the daemons. `runCli` is the whole program minus process exit, so tests
  * drive it in-process; errors become one sentence on stderr and exit status 1 (2 for usage).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { isShoalError, messageOf } from '../../src/errors.js';
 import { parseObjectKey } from '../../src/model/keys.js';
 import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath, type AgentProcessOptions } from '../daemon/index.js';
 import { DATAPLANE_CHOICES, type DataplaneChoice } from '../daemon/dataplane.js';
+import { formatDown, pidPath, procStartTime, shoalDown, type PidRecord } from '../daemon/down.js';
 import type { WatchFrame } from '../api/watch.js';
 import { wsUrl } from '../agent/session.js';
 import type { Agent } from '../agent/index.js';
@@ -22,8 +23,17 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
   { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' }, { name: 'lb-dataplane' },
-  { name: 'resync-interval' },
+  { name: 'resync-interval' }, { name: 'ingress-subnet' },
 ];
+
+type DaemonKind = 'up' | 'manager' | 'agent';
+/** Daemon flags that only some daemons read; any other daemon refuses them (a flag always means what it says). */
+const DAEMON_FLAG_KINDS: Readonly<Record<string, readonly DaemonKind[]>> = {
+  'listen': ['up', 'manager'], 'node-ttl': ['up', 'manager'], 'ingress-subnet': ['up', 'manager'],
+  'join': ['agent'], 'token': ['agent'],
+  'name': ['up', 'agent'], 'address': ['up', 'agent'], 'isolation': ['up', 'agent'], 'link-prefix': ['up', 'agent'], 'netns-prefix': ['up', 'agent'],
+  'dns-upstream': ['up', 'agent'], 'vxlan-port': ['up', 'agent'], 'lb-dataplane': ['up', 'agent'], 'resync-interval': ['up', 'agent'],
+};
 
 /** `30s`, `500ms`, `2m` or a bare number of seconds, as milliseconds (`--resync-interval`). */
 export function parseDuration(v: string, flag: string): number {
@@ -49,29 +59,37 @@ async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, r
 }
 
 const USAGE = `usage: shoal COMMAND
-  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
-  shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
+  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT] [--ingress-subnet CIDR]
+  shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT] [--ingress-subnet CIDR]
   shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
               [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]... [--vxlan-port 4789]
               [--lb-dataplane auto|ipvs|nftables|none] [--resync-interval 30s]
+  shoal down [--data-dir DIR]     stop the local daemon and every task it ran; remove every namespace, link,
+                                 nft table and sysctl change Shoal made here (SIGTERM alone keeps them running)
   shoal events
 ${usageText()}
 global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
 `;
 
 /** Runs a daemon until SIGINT/SIGTERM; resolves with the exit code. */
-async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io): Promise<number> {
+async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, DAEMON_FLAGS);
   if (p.positional.length) throw new Error(`shoal ${kind} takes no arguments (got '${p.positional[0]}')`);
+  for (const f of p.flags.keys()) {
+    const kinds = DAEMON_FLAG_KINDS[f];
+    if (kinds && !kinds.includes(kind)) throw new Error(`--${f} is not a flag of shoal ${kind} (only of shoal ${kinds.join(' and shoal ')})`);
+  }
   const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
   const log = (m: string, e?: unknown): void => io.err(`${new Date().toISOString()} ${m}${e ? `: ${messageOf(e)}` : ''}\n`);
   const ttl = one(p, 'node-ttl');
+  announcePid(dataDir, kind);
   const stops: Array<() => Promise<void>> = [];
   // One registry per process: the agent's DNS registers on it as it starts.
   const reg = new Registry();
   if (kind === 'up' || kind === 'manager') {
     const listen = one(p, 'listen');
-    const m = await startManager({ dataDir, log, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: Number(ttl) } : {}) });
+    const ingressSubnet = one(p, 'ingress-subnet');
+    const m = await startManager({ dataDir, log, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: Number(ttl) } : {}), ...(ingressSubnet ? { ingressSubnet } : {}) });
     stops.push(() => m.stop());
     io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}\n`);
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
@@ -101,7 +119,25 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     process.once('SIGTERM', resolve);
   });
   for (const s of stops) await s();
+  rmSync(pidPath(dataDir), { force: true });
   return 0;
+}
+
+/** `<data-dir>/shoal.pid`: how `shoal down` finds the daemon (the start time tells a reused pid apart). */
+function announcePid(dataDir: string, kind: DaemonKind): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const rec: PidRecord = { pid: process.pid, start: procStartTime(process.pid) ?? '', kind };
+  writeFileSync(pidPath(dataDir), JSON.stringify(rec) + '\n', { mode: 0o600 });
+}
+
+/** `shoal down [--data-dir DIR]`: stop the daemon and its tasks, remove what Shoal made on this machine. */
+async function down(argv: string[], io: Io): Promise<number> {
+  const p = parseArgs(argv, [{ name: 'data-dir' }]);
+  if (p.positional.length) throw new Error(`shoal down takes no arguments (got '${p.positional[0]}')`);
+  const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
+  const r = await shoalDown(dataDir);
+  io.out(formatDown(r));
+  return r.errors.length ? 1 : 0;
 }
 
 type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs'>;
@@ -178,6 +214,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     if (!group || group === '--help' || group === 'help' || group === '-h') { io.out(USAGE); return group ? 0 : 2; }
     if (group === 'up' || group === 'manager' || group === 'agent') return await daemon(group, argv.slice(1), io);
     if (group === 'events') return await events(argv.slice(1), io);
+    if (group === 'down') return await down(argv.slice(1), io);
     if (group === 'version') { io.out('shoal 0.1.0\n'); return 0; }
     if (group === 'join-token') {
       const p = parseArgs(argv.slice(1), GLOBAL_FLAGS);

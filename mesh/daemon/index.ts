@@ -20,9 +20,10 @@ import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
 import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
 import { boundPorts } from '../agent/bound-ports.js';
+import { recordFootprint, RecordingSysctl } from './footprint.js';
 import { chooseDataplane, hostPublishDataplane, type DataplaneChoice } from './dataplane.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
-import { Manager } from '../manager/index.js';
+import { Manager, type ManagerOptions } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
 import type { NetworkDriver as DriverName } from '../../src/model/types.js';
 
@@ -35,6 +36,8 @@ export interface ManagerProcessOptions {
   /** Also listen on TCP, `host:port`. */
   listen?: string;
   nodeLeaseTtlSeconds?: number;
+  /** Subnet of the ingress network at cluster init (`--ingress-subnet`). */
+  ingressSubnet?: string;
   log: (msg: string, err?: unknown) => void;
 }
 
@@ -64,10 +67,17 @@ function parseListen(s: string): { host: string; port: number } {
 export async function startManager(o: ManagerProcessOptions): Promise<Running> {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
   const store = await openEmbeddedStore({ dir: join(o.dataDir, 'store') });
-  const mopts: { log: typeof o.log; nodeLeaseTtlSeconds?: number } = { log: o.log };
+  const mopts: ManagerOptions = { log: o.log };
   if (o.nodeLeaseTtlSeconds !== undefined) mopts.nodeLeaseTtlSeconds = o.nodeLeaseTtlSeconds;
+  if (o.ingressSubnet !== undefined) mopts.ingressSubnet = o.ingressSubnet;
   const manager = new Manager(store, mopts);
-  await manager.start();
+  try {
+    await manager.start();
+  } catch (e) {
+    await manager.stop().catch(() => undefined);
+    await store.close();
+    throw e;
+  }
   const servers: Server[] = [];
   const sock = socketPath(o.dataDir);
   // A socket file left by a killed manager: the store's dir lock proved we are the only one.
@@ -142,15 +152,20 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
   const name = o.name ?? hostname().split('.')[0] ?? 'node';
   const address = o.address ?? '127.0.0.1';
   const isolation = o.isolation ?? (process.getuid?.() === 0 ? 'netns' : 'none');
-  const ctx = isolation === 'netns'
-    ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
+  const linkPrefix = o.linkPrefix ?? 'sh';
+  const netnsPrefix = o.netnsPrefix ?? `shoal-${name}-`;
+  // Written before anything is made, so `shoal down` can take back whatever this start makes.
+  const footprint = recordFootprint(o.dataDir, { isolation, linkPrefix, netnsPrefix, etcNetnsDir: '/etc/netns' });
+  const host = isolation === 'netns'
+    ? hostDriverContext({ prefix: linkPrefix, underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
     : undefined;
+  const ctx = host ? { ...host, sysctl: new RecordingSysctl(host.sysctl, o.dataDir, footprint) } : undefined;
   const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
   if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox and the ingress sandbox; published ports: nftables in the node's namespace`);
   else if (!ctx) o.log('load balancing: VIPs off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes); published ports: userspace proxy at the node address');
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
-    ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
+    ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: netnsPrefix } } : {}),
     dns: {
       ...(o.dnsUpstreams?.length ? { upstreams: o.dnsUpstreams.map(parseUpstream) } : {}),
       ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),

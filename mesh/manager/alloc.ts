@@ -9,11 +9,20 @@ import {
   claimAddress, claimGateway, claimPort, claimSubnet, claimVni, commitClaims,
   releaseAddress, releaseNetworkAddresses, releasePort, releaseSubnet, releaseVni, type Claim, type TxnPlan,
 } from '../../src/ipam/index.js';
+import { DEFAULT_POOLS, type PoolConfig } from '../../src/ipam/pools.js';
 import { ROOT } from '../../src/model/keys.js';
 import type { NetworkDriver, Protocol } from '../../src/model/types.js';
 import type { Store } from '../../src/store/types.js';
 
 export type { Claim };
+
+/** The default pools of `driver`/`family` carved into /`prefix` blocks (never smaller than the pool's own). */
+function sizedPools(driver: NetworkDriver, family: 4 | 6, prefix: number): Partial<PoolConfig> {
+  const resize = (ps: ReadonlyArray<{ base: string; size: number }>): Array<{ base: string; size: number }> =>
+    ps.map((p) => ({ base: p.base, size: Math.max(prefix, Number(p.base.split('/')[1])) }));
+  if (family === 6) return { v6: resize(DEFAULT_POOLS.v6) };
+  return driver === 'overlay' ? { global: resize(DEFAULT_POOLS.global) } : { local: resize(DEFAULT_POOLS.local) };
+}
 
 const isNameKey = (key: string): boolean => key.startsWith(`${ROOT}names/`);
 
@@ -28,8 +37,13 @@ export const alloc = {
       onConflict: () => conflict(nameConflict ?? 'a name this request needs was taken meanwhile; try again', 'NAME_IN_USE'),
     });
   },
-  subnet(store: Store, r: { driver: NetworkDriver; family: 4 | 6; requested: string | undefined; owner: string; networkId: string }): Promise<Claim<string>> {
-    return claimSubnet(store, { driver: r.driver, family: r.family, ...(r.requested !== undefined ? { requested: r.requested } : {}), network: r.owner, networkId: r.networkId });
+  /** A subnet for a network; `prefix` asks the driver's pools for blocks of that size instead of their own. */
+  subnet(store: Store, r: { driver: NetworkDriver; family: 4 | 6; requested: string | undefined; owner: string; networkId: string; prefix?: number }): Promise<Claim<string>> {
+    const pools = r.prefix === undefined ? undefined : sizedPools(r.driver, r.family, r.prefix);
+    return claimSubnet(store, {
+      driver: r.driver, family: r.family, ...(r.requested !== undefined ? { requested: r.requested } : {}), network: r.owner, networkId: r.networkId,
+      ...(pools ? { pools } : {}),
+    });
   },
   gateway(store: Store, networkId: string, subnet: string, requested: string | undefined): Promise<Claim<string>> {
     return claimGateway(store, networkId, subnet, requested);

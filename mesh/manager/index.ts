@@ -13,6 +13,8 @@ export interface ManagerOptions {
   /** TTL of an agent's lease: a node is down this long after its last heartbeat. Default 10 s. */
   nodeLeaseTtlSeconds?: number;
   historyLimit?: number;
+  /** Subnet of the ingress network when this manager creates the cluster (`--ingress-subnet`); default a /16 from the overlay pool. */
+  ingressSubnet?: string;
   log?: (msg: string, err?: unknown) => void;
 }
 
@@ -21,6 +23,7 @@ export class Manager {
   cluster!: ClusterInfo;
   private liveness: Watcher | undefined;
   readonly nodeLeaseTtlSeconds: number;
+  private readonly ingressSubnet: string | undefined;
   private readonly log: (msg: string, err?: unknown) => void;
   /** Failed background syncs, by reconciler (exported as a metric later; never just logged). */
   readonly failures = { scheduler: 0, liveness: 0 };
@@ -28,6 +31,7 @@ export class Manager {
   constructor(readonly store: Store, opts: ManagerOptions = {}) {
     this.nodeLeaseTtlSeconds = opts.nodeLeaseTtlSeconds ?? 10;
     this.log = opts.log ?? (() => undefined);
+    this.ingressSubnet = opts.ingressSubnet;
     const sched: { historyLimit?: number; onError: (e: unknown) => void } = {
       onError: (e) => { this.failures.scheduler++; this.log('scheduler sync failed (will retry)', e); },
     };
@@ -38,7 +42,7 @@ export class Manager {
   async start(): Promise<void> {
     this.cluster = await ensureCluster(this.store);
     // Before any agent can join: every node's ingress sandbox gets its address at join.
-    await ensureIngressNetwork(this.store);
+    await ensureIngressNetwork(this.store, this.ingressSubnet);
     this.liveness = await watchLiveness(this.store, (e) => { this.failures.liveness++; this.log('node liveness update failed', e); });
     this.scheduler.start();
   }

@@ -14,14 +14,20 @@ import {
   deleteName, deleteObject, listObjects, nameFree, putName, putObject, resolveObject, unchanged, type Versioned,
 } from './objects.js';
 
-export async function createNetwork(store: Store, req: NetworkCreate, opts: { ingress?: boolean } = {}): Promise<Network> {
+/**
+ * Options of {@link createNetwork} for system networks: `ingress` marks the cluster's ingress
+ * network; `prefix` sizes a subnet taken from the pools (default: the pool's own size).
+ */
+export interface CreateNetworkOptions { ingress?: boolean; prefix?: number }
+
+export async function createNetwork(store: Store, req: NetworkCreate, opts: CreateNetworkOptions = {}): Promise<Network> {
   const id = newId();
   const scope: NetworkScope = req.driver === 'overlay' ? 'swarm' : 'local';
   const nameInUse = `network name '${req.name}' is already in use (shoal network ls lists networks)`;
   if (await store.get(nameKey('networks', req.name))) throw conflict(nameInUse, 'NAME_IN_USE');
   let created: Network | undefined;
   await alloc.commit(store, async () => {
-    const v4 = await alloc.subnet(store, { driver: req.driver, family: 4, requested: req.subnet, owner: req.name, networkId: id });
+    const v4 = await alloc.subnet(store, { driver: req.driver, family: 4, requested: req.subnet, owner: req.name, networkId: id, ...(opts.prefix ? { prefix: opts.prefix } : {}) });
     const gw4 = await alloc.gateway(store, id, v4.value, req.gateway);
     const claims = [v4, gw4];
     const ipam: Network['ipam'] = { v4: { subnet: v4.value, gateway: gw4.value } };
