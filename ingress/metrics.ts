@@ -55,7 +55,8 @@ export function createLbMetrics(reg: Registry, dataplane: string, src: LbMetrics
         for (const s of await src.stats()) {
           const v = pick(s);
           if (v === undefined) continue;
-          const backend = `${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.port}`;
+          // A VIP's every-port services (port 0) count per replica, whatever port was asked.
+          const backend = s.port ? `${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.port}` : s.address;
           const k = `${s.service}|${backend}`;
           const had = sums.get(k);
           if (had) had.v += v;

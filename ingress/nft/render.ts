@@ -473,9 +473,16 @@ export function planIncremental(
   }
   lines.push(...flushes);
 
-  const after = [...leftovers.values()].filter((o) => !reused.has(o.name) && !added.has(o.name)).concat([...added.values()]);
-  const collected = after.length > 0 && collect(after.length);
-  if (collected) lines.push(...collectScript(ctx, after));
+  // How many leftovers there will be, counted from the change alone (O(change): the leftovers
+  // can number tens of thousands); the list itself is only built to collect them.
+  let gone = 0;
+  for (const name of new Set([...reused, ...added.keys()])) if (leftovers.has(name)) gone++;
+  const count = leftovers.size - gone + added.size;
+  const collected = count > 0 && collect(count);
+  if (collected) {
+    const after = [...leftovers.values()].filter((o) => !reused.has(o.name) && !added.has(o.name)).concat([...added.values()]);
+    lines.push(...collectScript(ctx, after));
+  }
   return {
     script: lines.length ? `${lines.join('\n')}\n` : '',
     upserted,

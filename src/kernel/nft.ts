@@ -36,6 +36,8 @@ export interface ExecNftOptions {
   netns?: string;
   /** The nft binary; default `nft` from PATH. */
   nft?: string;
+  /** Kill an `nft` that runs longer (ms); default execTool's 30 s. A cold sync of tens of thousands of services may need more. */
+  timeoutMs?: number;
 }
 
 /**
@@ -45,17 +47,19 @@ export interface ExecNftOptions {
 export class ExecNft implements Nft {
   private readonly prefix: string[];
   private readonly cmd: string;
+  private readonly timeout: { timeoutMs?: number };
 
   constructor(opts: ExecNftOptions = {}) {
     [this.cmd, ...this.prefix] = inNetns(opts.nft ?? 'nft', opts.netns);
+    this.timeout = opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {};
   }
 
   async apply(script: string): Promise<void> {
-    await execTool('nft.apply', this.cmd, [...this.prefix, '-f', '-'], { input: script });
+    await execTool('nft.apply', this.cmd, [...this.prefix, '-f', '-'], { input: script, ...this.timeout });
   }
 
   async list(table: string, family: NftFamily = 'inet'): Promise<NftJson> {
-    const { stdout } = await execTool('nft.list', this.cmd, [...this.prefix, '-j', 'list', 'table', family, table]);
+    const { stdout } = await execTool('nft.list', this.cmd, [...this.prefix, '-j', 'list', 'table', family, table], this.timeout);
     return parseNftJson('nft.list', stdout);
   }
 }

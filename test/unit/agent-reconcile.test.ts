@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { IpvsLoadBalancer } from '../../ingress/ipvs/index.js';
+import { fwmarkOf } from '../../ingress/ipvs/fwmark.js';
 import { NftLoadBalancer } from '../../ingress/nft/index.js';
 import type { WireKv } from '../../mesh/api/watch.js';
 import { Backoff } from '../../mesh/agent/counters.js';
@@ -37,8 +38,10 @@ const put = (index: LocalIndex, kind: 'services' | 'tasks' | 'nodes', o: object 
   rev++;
   index.applyEvents([{ type: 'put', key: objectKey(kind, o.id), value: JSON.stringify(o), modRevision: rev }], rev);
 };
-/** The calls naming one virtual service (other dataplane objects, e.g. catch-all ones, ignored). */
-const callsOf = (ipvs: FakeIpvs, key: string): string[] => ipvs.calls.filter((c) => c.includes(key));
+/** The calls naming one kernel service (`fwmark/<mark>/inet`: see {@link fw}). */
+const callsOf = (ipvs: FakeIpvs, key: string): string[] => ipvs.calls.filter((c) => c.includes(`${key} `));
+/** The kernel key of a VIP's every-port (fwmark) service for `protocol`. */
+const fw = (vip: string, protocol: 'tcp' | 'udp'): string => `fwmark/${fwmarkOf(vip, protocol)}/inet`;
 
 function setup(): { index: LocalIndex; ipvs: FakeIpvs; lb: NodeLb; web: Service; db: Service } {
   const web = svc('s1', 'web', '10.0.0.2');
@@ -56,7 +59,7 @@ describe('NodeLb change tracking', () => {
   it('a status-only change programs nothing; a health change touches its service only', async () => {
     const { index, ipvs, lb, web } = setup();
     await lb.ensureSandbox('client', 'sbx', ['net']);
-    expect(ipvs.dump()).toContain('TCP  10.0.0.2:80 rr');
+    expect(ipvs.dump()).toContain(`FWM  ${fwmarkOf('10.0.0.2', 'tcp')} rr`);
     ipvs.calls.length = 0;
     const applies = lb.applies;
     lb.start();
@@ -68,10 +71,8 @@ describe('NodeLb change tracking', () => {
     await lb.idle();
     await lb.stop();
     expect(lb.applies).toBe(applies + 1);
-    // The declared port's service and the VIP's two every-port (fwmark) services lose b; nothing else.
-    expect(ipvs.calls.filter((c) => !c.includes('10.0.0.12'))).toEqual([]);
-    expect(callsOf(ipvs, 'tcp/10.0.0.2/80')).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
-    expect(ipvs.calls.filter((c) => /^delDest fwmark\/\d+\/inet 10\.0\.0\.12:0$/.test(c))).toHaveLength(2);
+    // The VIP's two every-port (fwmark) services, TCP and UDP, lose b; nothing else.
+    expect(ipvs.calls.sort()).toEqual([`delDest ${fw('10.0.0.2', 'tcp')} 10.0.0.12:0`, `delDest ${fw('10.0.0.2', 'udp')} 10.0.0.12:0`].sort());
   });
 
   it('lbView ignores messages and timestamps, not health, node, state or addresses', () => {
@@ -96,9 +97,10 @@ describe('NodeLb change tracking', () => {
     put(index, 'nodes', down);
     await lb.idle();
     await lb.stop();
-    expect([...callsOf(ipvs, 'tcp/10.0.0.2/80'), ...callsOf(ipvs, 'tcp/10.0.0.3/80')].sort()).toEqual([
-      'delDest tcp/10.0.0.2/80 10.0.0.13:80', 'delDest tcp/10.0.0.3/80 10.0.0.22:80',
-    ]);
+    expect(ipvs.calls.sort()).toEqual([
+      `delDest ${fw('10.0.0.2', 'tcp')} 10.0.0.13:0`, `delDest ${fw('10.0.0.2', 'udp')} 10.0.0.13:0`,
+      `delDest ${fw('10.0.0.3', 'tcp')} 10.0.0.22:0`, `delDest ${fw('10.0.0.3', 'udp')} 10.0.0.22:0`,
+    ].sort());
   });
 
   it('drops a virtual service that cannot be programmed, counts it, and programs the others', async () => {
@@ -108,8 +110,8 @@ describe('NodeLb change tracking', () => {
     const lb2 = new NodeLb(index, { kind: 'ipvs', make: () => new IpvsLoadBalancer({ ipvs, nft: new FakeNft() }), log: (m) => logs.push(m) });
     put(index, 'services', bad);
     await lb2.ensureSandbox('client', 'sbx', ['net']);
-    expect(ipvs.dump()).toContain('TCP  10.0.0.2:80 rr');
-    expect(ipvs.dump()).toContain('TCP  10.0.0.3:80 rr');
+    expect(ipvs.dump()).toContain(`FWM  ${fwmarkOf('10.0.0.2', 'tcp')} rr`);
+    expect(ipvs.dump()).toContain(`FWM  ${fwmarkOf('10.0.0.3', 'tcp')} rr`);
     expect(lb2.counters.invalid.get('lb')).toBeGreaterThan(0);
     expect(logs.some((l) => l.includes('not-an-ip') && l.includes('left out'))).toBe(true);
     await lb.stop();
@@ -135,7 +137,7 @@ describe('NodeLb change tracking', () => {
     }
     await lb2.stop();
     await lb.stop();
-    expect(callsOf(good, 'tcp/10.0.0.2/80')).toEqual(['delDest tcp/10.0.0.2/80 10.0.0.12:80']);
+    expect(callsOf(good, fw('10.0.0.2', 'tcp'))).toEqual([`delDest ${fw('10.0.0.2', 'tcp')} 10.0.0.12:0`]);
     expect(lb2.syncFailures).toBeGreaterThan(0);
     expect(bad.dump()).toBe(good.dump());
   });
