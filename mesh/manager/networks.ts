@@ -44,6 +44,8 @@ export async function createNetwork(store: Store, req: NetworkCreate, opts: { in
       net.vni = vni.value;
     }
     if (opts.ingress) net.ingress = true;
+    if (req.internal) net.internal = true;
+    if (req.attachable) net.attachable = true;
     success.push(putName('networks', req.name, id), putObject('networks', id, net));
     created = net;
     return { compares, success };
