@@ -139,7 +139,7 @@ function pipeline(s: string, source: string): Pipeline {
     const words = tokenize(part, source);
     const head = words[0];
     if (head === undefined) throw bad(source, `an empty command in '${s}'`);
-    if (typeof head === 'string' && !head.startsWith('.') && !head.startsWith('"')) {
+    if (typeof head === 'string' && !head.startsWith('.') && !head.startsWith('"') && !/^-?\d+$/.test(head)) {
       if (!FUNCS[head]) throw bad(source, `unknown function '${head}' (functions: ${Object.keys(FUNCS).join(', ')})`);
       return { fn: head, args: words.slice(1).map((w) => arg(w, source)) };
     }
