@@ -11,7 +11,7 @@ import { all, isSet, keyValues, one, parsePublish, usageError, type FlagSpec, ty
 import { call, stream, type Endpoint } from './client.js';
 import { applyFilters, parseFilters } from './filters.js';
 import { randomName } from './names.js';
-import { FILTER_FLAG, FORMAT_FLAG, OBJECT_FIELDS, QUIET_FLAG, renderList, renderObjects } from './output.js';
+import { checkOutput, FILTER_FLAG, FORMAT_FLAG, OBJECT_FIELDS, QUIET_FLAG, renderList, renderObjects } from './output.js';
 import { parseSince } from './time.js';
 import { NETWORK_FILTERS, NODE_FILTERS, networkView, nodeView, SERVICE_FILTERS, serviceView, taskFilters, taskView } from './views.js';
 
@@ -55,6 +55,8 @@ const noRest = (p: Parsed, usage: string): void => {
 const enc = encodeURIComponent;
 
 async function inspectMany(ep: Endpoint, kind: 'networks' | 'services' | 'nodes', p: Parsed, usage: string): Promise<string> {
+  need(p, 1, usage);
+  checkOutput(p);
   const out: object[] = [];
   for (const r of need(p, 1, usage)) out.push(await call<object>(ep, 'GET', `/v1/${kind}/${enc(r)}`));
   return renderObjects(p, out, OBJECT_FIELDS[kind.slice(0, -1) as 'network' | 'service' | 'node']);
@@ -120,6 +122,7 @@ const commands: Record<string, Command> = {
     run: async (ep, p) => {
       const [name] = exactly(p, 1, commands['network create']!.usage);
       noRest(p, commands['network create']!.usage);
+      checkOutput(p);
       // Docker takes `-o encrypted` with no value: a bare key means an empty value.
       const opts = keyValues(all(p, 'opt').map((o) => (o.includes('=') || o === '' ? o : `${o}=`)), '-o');
       const body: Record<string, unknown> = { name, options: opts, labels: keyValues(all(p, 'label'), '--label') };
@@ -139,6 +142,7 @@ const commands: Record<string, Command> = {
     flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['network ls']!.usage);
+      checkOutput(p, networkView.fields);
       const filters = parseFilters(all(p, 'filter'), NETWORK_FILTERS, 'network ls');
       const nets = applyFilters(await call<Network[]>(ep, 'GET', '/v1/networks'), filters, NETWORK_FILTERS);
       return renderList(p, nets, networkView);
@@ -174,6 +178,7 @@ const commands: Record<string, Command> = {
       if (image !== undefined && args[0] === '--') {
         throw usageError(`give either IMAGE [COMMAND] or -- CMD, not '${image} -- ...' (the service name goes in --name): usage: ${usage}`);
       }
+      checkOutput(p);
       const body: Record<string, unknown> = { ...serviceBody(p) };
       if (image !== undefined) {
         body['image'] = image;
@@ -198,6 +203,7 @@ const commands: Record<string, Command> = {
     usage: 'shoal service ls [OPTIONS]', summary: 'List services', flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['service ls']!.usage);
+      checkOutput(p, serviceView([]).fields);
       const filters = parseFilters(all(p, 'filter'), SERVICE_FILTERS, 'service ls');
       const [services, tasks] = await Promise.all([call<Service[]>(ep, 'GET', '/v1/services'), call<Task[]>(ep, 'GET', '/v1/tasks')]);
       return renderList(p, applyFilters(services, filters, SERVICE_FILTERS), serviceView(tasks));
@@ -207,6 +213,8 @@ const commands: Record<string, Command> = {
     usage: 'shoal service ps [OPTIONS] SERVICE...', summary: 'List the tasks of services', flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG], completes: 'service',
     run: async (ep, p) => {
       const refs = need(p, 1, commands['service ps']!.usage);
+      checkOutput(p, taskView([], []).fields);
+      parseFilters(all(p, 'filter'), taskFilters([]), 'service ps');
       const [nodes, services] = await Promise.all([call<Node[]>(ep, 'GET', '/v1/nodes'), call<Service[]>(ep, 'GET', '/v1/services')]);
       const spec = taskFilters(nodes);
       const filters = parseFilters(all(p, 'filter'), spec, 'service ps');
@@ -263,6 +271,7 @@ const commands: Record<string, Command> = {
     flags: [...SERVICE_FLAGS, { name: 'version', value: 'N', help: 'only update if the service is still at this version (from inspect)' }, FORMAT_FLAG],
     run: async (ep, p) => {
       const [svc] = exactly(p, 1, commands['service update']!.usage);
+      checkOutput(p);
       const body = serviceBody(p);
       if (p.rest.length) body['command'] = p.rest;
       const v = one(p, 'version');
@@ -276,6 +285,7 @@ const commands: Record<string, Command> = {
     usage: 'shoal node ls [OPTIONS]', summary: 'List nodes', flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['node ls']!.usage);
+      checkOutput(p, nodeView.fields);
       const filters = parseFilters(all(p, 'filter'), NODE_FILTERS, 'node ls');
       return renderList(p, applyFilters(await call<Node[]>(ep, 'GET', '/v1/nodes'), filters, NODE_FILTERS), nodeView);
     },
@@ -289,6 +299,7 @@ const commands: Record<string, Command> = {
     flags: [{ name: 'availability', value: 'A', choices: ['active', 'drain', 'pause'], help: 'active, drain (tasks move away) or pause (no new tasks)' }, LABEL_FLAG, FORMAT_FLAG],
     run: async (ep, p) => {
       const [node] = exactly(p, 1, commands['node update']!.usage);
+      checkOutput(p);
       const body: Record<string, unknown> = {};
       const a = one(p, 'availability');
       if (a !== undefined) body['availability'] = a;

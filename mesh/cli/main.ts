@@ -138,7 +138,7 @@ function endpointFlags(p: ReturnType<typeof parseArgs>): { host?: string; token?
 }
 
 /** Every command, for help and completion: the object commands, the system ones, the daemons. */
-function fullTable(): CommandInfo[] {
+export function fullTable(): CommandInfo[] {
   const objects = commandTable().map(([name, c]): CommandInfo => ({ name, usage: c.usage, summary: c.summary ?? '', flags: c.flags, globals: GLOBAL_FLAGS, ...(c.completes ? { completes: c.completes } : {}) }));
   const system = Object.entries(SYSTEM_COMMANDS).map(([name, c]): CommandInfo => ({ name, usage: c.usage, summary: c.summary, flags: c.flags, ...(c.local ? {} : { globals: GLOBAL_FLAGS }) }));
   return [...objects, ...system, ...daemonCommands(DAEMON_FLAGS)];

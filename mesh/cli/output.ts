@@ -56,6 +56,16 @@ function renderRows(t: Template, rows: readonly Record<string, unknown>[], heade
   return alignColumns([header, ...lines]);
 }
 
+/**
+ * Checks `--format`, `-q` and the template's fields before anything is asked of the manager,
+ * so a typo fails at once and never after a slow call (or a change).
+ */
+export function checkOutput(p: Parsed, fields?: readonly string[]): void {
+  const f = formatOf(p);
+  if (isSet(p, 'quiet') && one(p, 'format') !== undefined) throw usageError('--quiet and --format cannot be used together');
+  if (f.kind === 'template' && fields) f.t.checkFields(fields);
+}
+
 /** Prints a list the way `p`'s `--format` / `-q` ask. `raw` are the API objects (for json). */
 export function renderList<T>(p: Parsed, objs: readonly T[], view: ListView<T>): string {
   const f = formatOf(p);

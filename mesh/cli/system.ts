@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ShoalError } from '../../src/errors.js';
 import { DEFAULT_DATA_DIR, NODE_INFO_FILE, tokenPath } from '../daemon/index.js';
 import { VERSION } from '../version.js';
 import { one, usageError, type FlagSpec, type Parsed } from './args.js';
@@ -120,7 +121,14 @@ export const SYSTEM_COMMANDS: Record<string, SystemCommand> = {
     usage: 'shoal join-token [OPTIONS]', summary: 'Print the token agents join with (read from the manager\'s data dir)', flags: [],
     run: async ({ p, io }) => {
       noArgs(p, SYSTEM_COMMANDS['join-token']!.usage);
-      io.out(readFileSync(tokenPath(dataDirOf(p, io.env), 'join'), 'utf8'));
+      const dir = dataDirOf(p, io.env);
+      let token: string;
+      try {
+        token = readFileSync(tokenPath(dir, 'join'), 'utf8');
+      } catch {
+        throw new ShoalError('Unavailable', 'NO_MANAGER', `no join token in ${dir}: run this where shoal up or shoal manager keeps its data (--data-dir or SHOAL_DATA_DIR)`);
+      }
+      io.out(token);
       return 0;
     },
   },
