@@ -7,10 +7,9 @@
  * stops (after the replay, when it is now or earlier).
  */
 import { WebSocket } from 'ws';
-import { invalid } from '../../src/errors.js';
 import { wsUrl } from '../agent/session.js';
 import type { ClusterEvent, EventsFrame } from '../api/events.js';
-import { all, one, type FlagSpec, type Parsed } from './args.js';
+import { all, one, usageError, type FlagSpec, type Parsed } from './args.js';
 import type { Endpoint } from './client.js';
 import { applyFilters, matchIdPrefix, parseFilters, type FilterSpec } from './filters.js';
 import { FORMAT_FLAG, formatOf } from './output.js';
@@ -54,7 +53,7 @@ export const EVENT_FILTERS: FilterSpec<ClusterEvent> = {
 
 /** Streams events until interrupted, `--until`, or the manager goes away. Resolves the exit status. */
 export function runEvents(ep: Endpoint, p: Parsed, io: { out: (s: string) => void; err: (s: string) => void }): Promise<number> {
-  if (p.positional.length) throw invalid(`shoal events takes no arguments (got '${p.positional[0]}')`);
+  if (p.positional.length) throw usageError(`shoal events takes no arguments (got '${p.positional[0]}')`);
   const filters = parseFilters(all(p, 'filter'), EVENT_FILTERS, 'events');
   const fmt = formatOf(p);
   const now = Date.now();
