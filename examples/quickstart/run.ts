@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     shoal('service', 'create', '--name', 'web', '--replicas', '3', '-p', '8080:80', '--network', 'app', '--', 'sleep', '3600');
     await until('3 running replicas', () => /web\s+replicated\s+3\/3/.test(shoal('service', 'ls')));
     const ps = shoal('service', 'ps', 'web');
-    if ((ps.match(/Running/g) ?? []).length !== 3) throw new Error('expected 3 running tasks');
+    if ((ps.match(/Running +Running/g) ?? []).length !== 3) throw new Error('expected 3 running tasks');
     shoal('node', 'ls');
     const inspect = JSON.parse(shoal('service', 'inspect', 'web')) as Array<{ vips: Record<string, { v4: string }> }>;
     const vip = Object.values(inspect[0]?.vips ?? {})[0]?.v4 ?? '';

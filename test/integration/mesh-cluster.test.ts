@@ -100,7 +100,7 @@ describe('CLI against a live cluster', () => {
     const ls = await cli(m, 'service', 'ls');
     expect(ls.out).toMatch(/web\s+replicated\s+4\/4\s+-- sleep 600\s+\*:8080->80\/tcp/);
     const ps = await cli(m, 'service', 'ps', 'web');
-    expect(ps.out.match(/Running/g)).toHaveLength(4);
+    expect(ps.out.match(/Running +Running \d+ seconds? ago/g)).toHaveLength(4); // desired, current
 
     expect((await cli(m, 'service', 'scale', 'web=1')).code).toBe(0);
     await until(async () => {
