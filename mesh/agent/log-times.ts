@@ -18,7 +18,7 @@ export interface Mark { end: number; time: number }
 const MAX_MARKS = 20_000;
 const LOG_RE = /^(.+)\.log$/;
 
-interface FileState { marks: Mark[]; loaded: Promise<void>; writes: Promise<void> }
+interface FileState { marks: Mark[]; loaded: Promise<void>; writes: Promise<void>; noting: Promise<void> }
 
 export class LogTimes {
   private readonly files = new Map<string, FileState>();
@@ -32,8 +32,10 @@ export class LogTimes {
 
   private now(): number { return (this.opts.now ?? Date.now)(); }
 
-  /** Starts watching; bytes already in the logs are dated by the files' mtimes. */
+  /** Starts watching; bytes already in the logs are dated by the files' mtimes. Idempotent. */
   async start(): Promise<void> {
+    if (this.poller) return;
+    this.stopped = false;
     await mkdir(this.dir, { recursive: true });
     try {
       this.watcher = watch(this.dir, (_ev, name) => { if (name && LOG_RE.test(name)) this.touch(name.slice(0, -4)); });
@@ -53,8 +55,11 @@ export class LogTimes {
   stop(): void {
     this.stopped = true;
     this.watcher?.close();
+    this.watcher = undefined;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.poller) clearInterval(this.poller);
+    this.poller = undefined;
   }
 
   private touch(taskId: string): void {
@@ -71,7 +76,7 @@ export class LogTimes {
   private state(taskId: string): FileState {
     let s = this.files.get(taskId);
     if (!s) {
-      const fresh: FileState = { marks: [], loaded: Promise.resolve(), writes: Promise.resolve() };
+      const fresh: FileState = { marks: [], loaded: Promise.resolve(), writes: Promise.resolve(), noting: Promise.resolve() };
       fresh.loaded = readFile(this.timesPath(taskId), 'utf8').then((text) => {
         for (const line of text.split('\n')) {
           const m = /^(\d+) (\d+)$/.exec(line);
@@ -90,8 +95,14 @@ export class LogTimes {
    * Records a mark if the log grew since the last one (idempotent). `recovering`: the growth
    * happened while nobody watched, dated by the file's mtime. Resolves once recorded in memory.
    */
-  async note(taskId: string, recovering = false): Promise<void> {
+  note(taskId: string, recovering = false): Promise<void> {
+    // One at a time per log: two concurrent notes would both see the same growth.
     const s = this.state(taskId);
+    s.noting = s.noting.then(() => this.noteNow(taskId, s, recovering), () => this.noteNow(taskId, s, recovering));
+    return s.noting;
+  }
+
+  private async noteNow(taskId: string, s: FileState, recovering: boolean): Promise<void> {
     await s.loaded;
     let st;
     try { st = await stat(join(this.dir, `${taskId}.log`)); } catch { return; }

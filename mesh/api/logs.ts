@@ -43,6 +43,12 @@ export async function streamLogs(m: Manager, relay: LogRelay, ref: string, q: Re
   // Until every node sent its backlog, lines wait here to be merged by time (a stable sort
   // keeps each task's own order for lines of the same millisecond).
   let backlog: LogLine[] | undefined = [];
+  const flush = (): void => {
+    if (!backlog) return;
+    const merged = backlog.sort((a, b) => a.time - b.time);
+    backlog = undefined;
+    if (merged.length) res.write(merged.map(format).join(''));
+  };
   const cancel = relay.request(
     tasks.map((t) => ({ id: t.id, name: `${taskName(t)}@${nodes.get(t.nodeId) ?? t.nodeId}`, nodeId: t.nodeId })),
     q,
@@ -51,14 +57,9 @@ export async function streamLogs(m: Manager, relay: LogRelay, ref: string, q: Re
         if (backlog) backlog.push(...lines);
         else res.write(lines.map(format).join(''));
       },
-      synced() {
-        if (!backlog) return;
-        const merged = backlog.sort((a, b) => a.time - b.time);
-        backlog = undefined;
-        if (merged.length) res.write(merged.map(format).join(''));
-      },
+      synced: flush,
       end() {
-        this.synced();
+        flush();
         res.end();
       },
     },

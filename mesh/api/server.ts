@@ -61,6 +61,9 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
       if (!bearerMatches(req.headers.authorization, [m.cluster.managerToken])) throw unauthorized();
       const url = new URL(req.url ?? '/', 'http://manager');
       const method = req.method ?? 'GET';
+      if (['/v1/watch', '/v1/events', '/v1/agent'].includes(url.pathname)) {
+        throw new ShoalError('InvalidParameter', 'WEBSOCKET_ONLY', `${url.pathname} is a WebSocket stream: connect with an Upgrade: websocket request (shoal events reads /v1/events)`);
+      }
       const logs = /^\/v1\/services\/([^/]+)\/logs$/.exec(url.pathname);
       if (logs && method === 'GET') return await streamLogs(m, relay, decodeURIComponent(logs[1] ?? ''), logsQuery(url.searchParams), req, res);
       let allowed = false;

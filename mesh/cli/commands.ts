@@ -39,8 +39,6 @@ export interface Command {
   stopAtArgument?: boolean;
 }
 
-const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n';
-const wantJson = (p: Parsed): boolean => one(p, 'format') === 'json';
 const need = (p: Parsed, n: number, usage: string): string[] => {
   if (p.positional.length < n) throw usageError(`missing argument: usage: ${usage}`);
   return p.positional;
@@ -161,8 +159,9 @@ const commands: Record<string, Command> = {
     flags: [{ name: 'force', short: 'f', bool: true, help: 'do not ask (Shoal never asks; accepted for Docker habits)' }, FORMAT_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['network prune']!.usage);
+      checkOutput(p);
       const r = await call<{ removed: string[] }>(ep, 'POST', '/v1/networks/prune');
-      return wantJson(p) ? json(r) : r.removed.length ? `Deleted Networks:\n${r.removed.join('\n')}\n` : '';
+      return one(p, 'format') ? renderObjects(p, [r], ['removed'], true) : r.removed.length ? `Deleted Networks:\n${r.removed.join('\n')}\n` : '';
     },
   },
 
@@ -318,8 +317,9 @@ const commands: Record<string, Command> = {
     flags: [{ name: 'force', short: 'f', bool: true, help: 'do not ask (Shoal never asks; accepted for Docker habits)' }, FORMAT_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['node prune']!.usage);
+      checkOutput(p);
       const r = await call<{ removed: string[] }>(ep, 'POST', '/v1/nodes/prune');
-      return wantJson(p) ? json(r) : r.removed.map((n) => `${n}\n`).join('');
+      return one(p, 'format') ? renderObjects(p, [r], ['removed'], true) : r.removed.map((n) => `${n}\n`).join('');
     },
   },
 };
@@ -387,9 +387,4 @@ export function findCommand(group: string | undefined, sub: string | undefined):
 /** Every command of the table, `group sub` -> command (help and completion read this). */
 export function commandTable(): ReadonlyArray<[string, Command]> {
   return Object.entries(commands);
-}
-
-/** The usage lines of every command (kept for callers of the first CLI). */
-export function usageText(): string {
-  return Object.values(commands).map((c) => `  ${c.usage}`).join('\n');
 }

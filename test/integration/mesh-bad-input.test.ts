@@ -90,6 +90,7 @@ const apiCases: ApiCase[] = [
   { name: 'logs tail negative', method: 'GET', path: '/v1/services/web/logs?tail=-1', status: 400, message: /logs tail must be/ },
   { name: 'logs since not a time', method: 'GET', path: '/v1/services/web/logs?since=yesterday', status: 400, message: /logs since must be a time in Unix milliseconds, got 'yesterday'/ },
   { name: 'logs of an unknown service', method: 'GET', path: '/v1/services/nope/logs?tail=1', status: 404, message: /service 'nope' not found/ },
+  { name: 'events without a WebSocket', method: 'GET', path: '/v1/events?since=0', status: 400, message: /\/v1\/events is a WebSocket stream/ },
 ];
 
 describe('bad API requests', () => {
