@@ -199,10 +199,23 @@ describe('bash completion (a real bash runs the generated script)', () => {
     expect(await complete(line)).toEqual(want);
   });
 
-  it('zsh gets the same script through bashcompinit', async () => {
+  it('zsh gets the same script through bashcompinit, and a real zsh completes with it', async () => {
     const z = (await run('completion', 'zsh')).out;
     expect(z).toMatch(/^#compdef shoal\n/);
-    expect(z).toContain('bashcompinit');
     expect(z).toContain((await run('completion', 'bash')).out);
+    const script = join(dir, 'shoal.zsh');
+    writeFileSync(script, z);
+    // As zsh's _bash_complete calls it: its own (1-based) arrays, COMP_CWORD = CURRENT - 1. zsh's
+    // compgen does not filter by prefix (compadd does), so each answer is the whole candidate set.
+    const cases: Array<[string[], number, string]> = [
+      [['shoal', 'ser'], 1, 'network node service info events version completion join-token up manager agent --help --version'],
+      [['shoal', 'service', 'l'], 2, 'create ls ps logs inspect rm scale update'],
+      [['shoal', 'service', 'create', '--endpoint-mode', ''], 4, 'vip dnsrr'],
+      [['shoal', 'network', 'ls', '--fo'], 3, '--filter -f --format --quiet -q --host -H --token --data-dir --help -h'],
+    ];
+    const body = cases.map(([w, c]) => `COMP_WORDS=(${w.map((x) => `'${x}'`).join(' ')}); COMP_CWORD=${c}; _shoal; echo "\${COMPREPLY[@]}"`).join('; ');
+    const r = spawnSync('zsh', ['-f', '-c', `source ${script} && print -r -- \${_comps[shoal]} && ${body}`], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' } });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['_bash_complete -F _shoal', ...cases.map((c) => c[2])]); // registered for shoal
   });
 });
