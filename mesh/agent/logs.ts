@@ -1,7 +1,9 @@
 /**
  * Reads task log files for `shoal service logs`: whole lines with the time each was written
- * (log-times.ts), the last `tail` lines of each task and/or those since `since`, every file's
- * backlog merged by time; with `follow`, then polls for what is appended until cancelled.
+ * (log-times.ts), the last `tail` lines of each task and/or those since `since`. What the
+ * tasks already wrote is merged across the node's tasks by time as it is read (a k-way merge
+ * of files that are each in time order), so a large log is streamed in bounded batches, never
+ * held whole; with `follow`, new lines are then polled for until cancelled.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { offsetSince, timeAt, type LogTimes, type Mark } from './log-times.js';
@@ -57,73 +59,128 @@ async function tailStart(fh: FileHandle, size: number, n: number): Promise<numbe
   return 0;
 }
 
-interface Cursor { file: LogFile; offset: number; partial: Buffer; marks: readonly Mark[] }
+/** One task's log, read forward in chunks into a queue of timed lines. */
+class Cursor {
+  offset = 0;
+  started = false;
+  private partial = Buffer.alloc(0);
+  private marks: readonly Mark[] = [];
+  private fh: FileHandle | undefined;
+  /** Bytes to read up to in this round (the size when the round began). */
+  private limit = 0;
+  readonly queue: TimedLine[] = [];
+  private head = 0;
+
+  constructor(readonly file: LogFile) {}
+
+  /** Opens the file for a round; false when it does not exist (yet). Applies tail/since on the first. */
+  async begin(times: LogTimes | undefined, opts: LogReadOptions, first: boolean): Promise<boolean> {
+    try { this.fh = await open(this.file.path, 'r'); } catch { return false; }
+    this.marks = times ? await times.marks(this.file.taskId) : [];
+    const { size } = await this.fh.stat();
+    if (size < this.offset) { this.offset = 0; this.partial = Buffer.alloc(0); } // truncated
+    if (!this.started) {
+      this.started = true;
+      // tail and since describe what was written when asked; a log that appears later is all new.
+      if (first) {
+        let start = 0;
+        if (opts.since !== undefined) start = await lineStart(this.fh, offsetSince(this.marks, opts.since));
+        if (opts.tail !== undefined) start = Math.max(start, await tailStart(this.fh, size, opts.tail));
+        this.offset = start;
+      }
+    }
+    this.limit = size;
+    return true;
+  }
+
+  /** The next line without taking it, reading a chunk when the queue is empty; undefined at the round's end. */
+  async peek(final: boolean): Promise<TimedLine | undefined> {
+    while (this.head >= this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+      if (!await this.readChunk(final)) return undefined;
+    }
+    return this.queue[this.head];
+  }
+
+  take(): TimedLine { return this.queue[this.head++] as TimedLine; }
+
+  private async readChunk(final: boolean): Promise<boolean> {
+    const fh = this.fh;
+    if (!fh) return false;
+    const now = Date.now();
+    if (this.offset >= this.limit) {
+      if (final && this.partial.length) {
+        this.queue.push([this.file.taskId, timeAt(this.marks, this.offset, now), this.partial.toString('utf8')]);
+        this.partial = Buffer.alloc(0);
+        return true;
+      }
+      return false;
+    }
+    const buf = Buffer.alloc(Math.min(CHUNK, this.limit - this.offset));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
+    if (bytesRead === 0) { this.limit = this.offset; return this.readChunk(final); }
+    const data = this.partial.length ? Buffer.concat([this.partial, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead);
+    const dataStart = this.offset - this.partial.length;
+    let from = 0;
+    for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10, from)) {
+      this.queue.push([this.file.taskId, timeAt(this.marks, dataStart + nl + 1, now), data.toString('utf8', from, nl)]);
+      from = nl + 1;
+    }
+    this.partial = Buffer.from(data.subarray(from));
+    this.offset += bytesRead;
+    return true;
+  }
+
+  async end(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.close();
+  }
+}
 
 /** Streams the files' lines to `sink`; returns cancel. `times` dates the lines (none: read time). */
 export function streamLogFiles(files: LogFile[], opts: LogReadOptions, times: LogTimes | undefined, sink: LogLineSink): () => void {
   let cancelled = false;
   let timer: NodeJS.Timeout | undefined;
-  const cursors = new Map<string, Cursor>();
+  const cursors = files.map((f) => new Cursor(f));
 
-  /** Reads what `c` has not read yet into `out`; `final` turns a last unterminated line into a line. */
-  const drain = async (c: Cursor, out: TimedLine[], first: boolean, final: boolean): Promise<void> => {
-    let fh: FileHandle;
-    try { fh = await open(c.file.path, 'r'); } catch { return; /* no output yet */ }
-    try {
-      c.marks = times ? await times.marks(c.file.taskId) : [];
-      const { size } = await fh.stat();
-      if (size < c.offset) { c.offset = 0; c.partial = Buffer.alloc(0); } // truncated
-      if (first) {
-        let start = 0;
-        if (opts.since !== undefined) start = await lineStart(fh, offsetSince(c.marks, opts.since));
-        if (opts.tail !== undefined) start = Math.max(start, await tailStart(fh, size, opts.tail));
-        c.offset = start;
-      }
-      const now = Date.now();
-      const buf = Buffer.alloc(CHUNK);
-      while (!cancelled && c.offset < size) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, size - c.offset), c.offset);
-        if (bytesRead === 0) break;
-        const data = c.partial.length ? Buffer.concat([c.partial, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead);
-        const dataStart = c.offset - c.partial.length;
-        let from = 0;
-        for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10, from)) {
-          out.push([c.file.taskId, timeAt(c.marks, dataStart + nl + 1, now), data.toString('utf8', from, nl)]);
-          from = nl + 1;
-        }
-        c.partial = Buffer.from(data.subarray(from));
-        c.offset += bytesRead;
-      }
-      if (final && c.partial.length) {
-        out.push([c.file.taskId, timeAt(c.marks, c.offset, now), c.partial.toString('utf8')]);
-        c.partial = Buffer.alloc(0);
-      }
-    } finally {
-      await fh.close();
-    }
+  let batch: TimedLine[] = [];
+  let bytes = 0;
+  const push = (l: TimedLine): void => {
+    const line: TimedLine = l[2].length > MAX_BATCH_BYTES ? [l[0], l[1], l[2].slice(0, MAX_BATCH_BYTES)] : l;
+    if (bytes + line[2].length > MAX_BATCH_BYTES && batch.length) flush();
+    batch.push(line);
+    bytes += line[2].length;
+  };
+  const flush = (): void => {
+    if (batch.length && !cancelled) sink.lines(batch);
+    batch = [];
+    bytes = 0;
   };
 
-  const send = (lines: TimedLine[]): void => {
-    let batch: TimedLine[] = [];
-    let bytes = 0;
-    for (const l of lines) {
-      if (bytes + l[2].length > MAX_BATCH_BYTES && batch.length) { sink.lines(batch); batch = []; bytes = 0; }
-      batch.push(l.length > MAX_BATCH_BYTES ? [l[0], l[1], l[2].slice(0, MAX_BATCH_BYTES)] : l);
-      bytes += l[2].length;
-    }
-    if (batch.length) sink.lines(batch);
-  };
-
+  /** One pass over what the files hold now: a k-way merge by time (each file is in time order). */
   const round = async (first: boolean): Promise<void> => {
-    const out: TimedLine[] = [];
-    for (const f of files) {
-      let c = cursors.get(f.taskId);
-      if (!c) { c = { file: f, offset: 0, partial: Buffer.alloc(0), marks: [] }; cursors.set(f.taskId, c); }
-      await drain(c, out, first, !opts.follow);
-      if (cancelled) return;
+    const open: Cursor[] = [];
+    for (const c of cursors) if (await c.begin(times, opts, first)) open.push(c);
+    try {
+      const final = !opts.follow;
+      for (;;) {
+        if (cancelled) return;
+        let best: Cursor | undefined;
+        let bestTime = Infinity;
+        for (const c of open) {
+          const l = await c.peek(final);
+          // Ties go to the earlier file: a stable merge.
+          if (l && l[1] < bestTime) { best = c; bestTime = l[1]; }
+        }
+        if (!best) break;
+        push(best.take());
+      }
+      flush();
+    } finally {
+      for (const c of open) await c.end();
     }
-    // Stable: each task's lines keep their order; tasks interleave by time.
-    send(out.sort((a, b) => a[1] - b[1]));
     if (first) sink.synced();
     if (!opts.follow) { sink.end(); return; }
     timer = setTimeout(() => { void round(false).catch(() => sink.end()); }, POLL_MS);

@@ -16,16 +16,17 @@ import type { WebSocket } from 'ws';
 export interface LogLine { task: string; time: number; text: string }
 
 export interface LogSink {
-  lines(lines: LogLine[]): void;
-  /** Every asked node has sent what its tasks had written when asked (follow: live lines follow). */
-  synced(): void;
+  /** Lines from one node: in time order until that node is synced (its backlog), then live. */
+  lines(nodeId: string, lines: LogLine[]): void;
+  /** `nodeId` has sent what its tasks had written when asked (or it ended, or went away). */
+  nodeSynced(nodeId: string): void;
   /** All asked nodes ended (or went away). */
   end(): void;
 }
 
 export interface LogRequest { follow: boolean; tail?: number; since?: number }
 
-interface Stream { sink: LogSink; pending: Set<string>; unsynced: Set<string>; names: Map<string, string>; partial: Map<string, string> }
+interface Stream { sink: LogSink; pending: Set<string>; unsynced: Set<string>; names: Map<string, string>; partial: Map<string, { node: string; text: string }> }
 
 export class LogRelay {
   private readonly sessions = new Map<string, WebSocket>();
@@ -46,25 +47,28 @@ export class LogRelay {
 
   /**
    * Asks every node holding one of `tasks` for their output. Nodes without a session are
-   * reported through `unreachable` and skipped. Returns a cancel function.
+   * reported through `unreachable` and skipped; `makeSink` gets the nodes asked, before any of
+   * them is. Returns a cancel function.
    */
-  request(tasks: Array<{ id: string; name: string; nodeId: string }>, req: LogRequest, sink: LogSink, unreachable: (nodeId: string) => void): () => void {
+  request(tasks: Array<{ id: string; name: string; nodeId: string }>, req: LogRequest, makeSink: (nodes: string[]) => LogSink, unreachable: (nodeId: string) => void): () => void {
     const id = `s${++this.next}`;
     const byNode = new Map<string, Array<{ id: string; name: string }>>();
     for (const t of tasks) {
       if (!t.nodeId) continue;
       byNode.set(t.nodeId, [...(byNode.get(t.nodeId) ?? []), { id: t.id, name: t.name }]);
     }
-    const stream: Stream = { sink, pending: new Set(), unsynced: new Set(), names: new Map(tasks.map((t) => [t.id, t.name])), partial: new Map() };
-    this.streams.set(id, stream);
+    const asked = new Map<string, { ws: WebSocket; list: Array<{ id: string; name: string }> }>();
     for (const [nodeId, list] of byNode) {
       const ws = this.sessions.get(nodeId);
-      if (!ws || ws.readyState !== ws.OPEN) { unreachable(nodeId); continue; }
-      stream.pending.add(nodeId);
-      stream.unsynced.add(nodeId);
+      if (!ws || ws.readyState !== ws.OPEN) unreachable(nodeId);
+      else asked.set(nodeId, { ws, list });
+    }
+    const stream: Stream = { sink: makeSink([...asked.keys()]), pending: new Set(asked.keys()), unsynced: new Set(asked.keys()), names: new Map(tasks.map((t) => [t.id, t.name])), partial: new Map() };
+    this.streams.set(id, stream);
+    for (const [, { ws, list }] of asked) {
       ws.send(JSON.stringify({ type: 'logs', v: 2, stream: id, tasks: list, follow: req.follow, ...(req.tail !== undefined ? { tail: req.tail } : {}), ...(req.since !== undefined ? { since: req.since } : {}) }));
     }
-    if (stream.pending.size === 0) { sink.synced(); this.finish(id); }
+    if (stream.pending.size === 0) this.finish(id);
     return () => {
       const s = this.streams.get(id);
       if (!s) return;
@@ -77,23 +81,23 @@ export class LogRelay {
   lines(nodeId: string, streamId: string, lines: ReadonlyArray<readonly [string, number, string]>): void {
     const s = this.streams.get(streamId);
     if (!s || !s.pending.has(nodeId)) return;
-    s.sink.lines(lines.map(([task, time, text]) => ({ task: s.names.get(task) ?? task, time, text })));
+    s.sink.lines(nodeId, lines.map(([task, time, text]) => ({ task: s.names.get(task) ?? task, time, text })));
   }
 
   /** A chunk from an agent of the first protocol: cut into lines, timed on arrival. */
   data(nodeId: string, streamId: string, taskId: string, text: string): void {
     const s = this.streams.get(streamId);
     if (!s || !s.pending.has(nodeId)) return;
-    const parts = ((s.partial.get(taskId) ?? '') + text).split('\n');
-    s.partial.set(taskId, parts.pop() ?? '');
+    const parts = ((s.partial.get(taskId)?.text ?? '') + text).split('\n');
+    s.partial.set(taskId, { node: nodeId, text: parts.pop() ?? '' });
     const now = Date.now();
-    if (parts.length) s.sink.lines(parts.map((l) => ({ task: s.names.get(taskId) ?? taskId, time: now, text: l })));
+    if (parts.length) s.sink.lines(nodeId, parts.map((l) => ({ task: s.names.get(taskId) ?? taskId, time: now, text: l })));
   }
 
   synced(streamId: string, nodeId: string): void {
     const s = this.streams.get(streamId);
     if (!s || !s.unsynced.delete(nodeId)) return;
-    if (s.unsynced.size === 0) s.sink.synced();
+    s.sink.nodeSynced(nodeId);
   }
 
   ended(streamId: string, nodeId: string): void {
@@ -108,8 +112,7 @@ export class LogRelay {
     this.streams.delete(streamId);
     if (!s) return;
     const now = Date.now();
-    const rest = [...s.partial].filter(([, text]) => text).map(([task, text]) => ({ task: s.names.get(task) ?? task, time: now, text }));
-    if (rest.length) s.sink.lines(rest);
+    for (const [task, { node, text }] of s.partial) if (text) s.sink.lines(node, [{ task: s.names.get(task) ?? task, time: now, text }]);
     s.sink.end();
   }
 }

@@ -13,6 +13,7 @@ import { invalid } from '../../src/errors.js';
 import { taskName } from '../../src/model/types.js';
 import type { Manager } from '../manager/index.js';
 import { listObjects, resolveObject } from '../manager/objects.js';
+import { LogMerger } from './log-merge.js';
 import type { LogLine, LogRelay, LogRequest } from './log-relay.js';
 
 /** Reads the query of a logs request; a malformed value is a 400. */
@@ -40,28 +41,17 @@ export async function streamLogs(m: Manager, relay: LogRelay, ref: string, q: Re
   const nodes = new Map((await listObjects(m.store, 'nodes')).map((v) => [v.obj.id, v.obj.name]));
   res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
   const format = (l: LogLine): string => `${l.task} | ${q.timestamps ? `${rfc3339Nano(l.time)} ` : ''}${l.text}\n`;
-  // Until every node sent its backlog, lines wait here to be merged by time (a stable sort
-  // keeps each task's own order for lines of the same millisecond).
-  let backlog: LogLine[] | undefined = [];
-  const flush = (): void => {
-    if (!backlog) return;
-    const merged = backlog.sort((a, b) => a.time - b.time);
-    backlog = undefined;
-    if (merged.length) res.write(merged.map(format).join(''));
-  };
+  // The nodes' backlogs are merged by time as they stream in (log-merge.ts).
   const cancel = relay.request(
     tasks.map((t) => ({ id: t.id, name: `${taskName(t)}@${nodes.get(t.nodeId) ?? t.nodeId}`, nodeId: t.nodeId })),
     q,
-    {
-      lines(lines) {
-        if (backlog) backlog.push(...lines);
-        else res.write(lines.map(format).join(''));
-      },
-      synced: flush,
-      end() {
-        flush();
-        res.end();
-      },
+    (asked) => {
+      const merger = new LogMerger(asked, (lines) => res.write(lines.map(format).join('')));
+      return {
+        lines: (node, lines) => merger.lines(node, lines),
+        nodeSynced: (node) => merger.nodeSynced(node),
+        end: () => { merger.end(); res.end(); },
+      };
     },
     (nodeId) => res.write(`(node ${nodes.get(nodeId) ?? nodeId} is not connected: its tasks' logs are not available)\n`),
   );
