@@ -186,6 +186,14 @@ describe('CLI against a live cluster', () => {
       req.end();
     });
     expect(seen).toMatch(/tick 30/);
+    // Across nodes: the last 5 lines of each task, merged by the time each was written.
+    const tail = (await cli(m, 'service', 'logs', 'talker', '--tail', '5', '--timestamps')).out.trim().split('\n');
+    expect(tail).toHaveLength(10);
+    const times = tail.map((l) => Date.parse(/\| (\S+Z) /.exec(l)?.[1] ?? ''));
+    expect(times.every((t) => Number.isFinite(t))).toBe(true);
+    expect(times).toEqual([...times].sort((x, y) => x - y));
+    const nodesOf = new Set(ts.map((t) => t.nodeId));
+    expect(new Set(tail.map((l) => /@(node-[ab]) \|/.exec(l)?.[1])).size).toBe(nodesOf.size);
     expect((await cli(m, 'service', 'rm', 'talker')).code).toBe(0);
   });
 
