@@ -29,7 +29,8 @@ export class RevisionClock {
   private record(revision: number): void {
     this.revs.push(revision);
     this.times.push(this.now());
-    if (this.revs.length > this.limit) { this.revs.splice(0, this.revs.length - this.limit); this.times.splice(0, this.times.length - this.limit); }
+    // Trimmed in steps of half the limit: amortized O(1) per revision, at most 1.5 x limit kept.
+    if (this.revs.length > this.limit + (this.limit >> 1)) { this.revs.splice(0, this.revs.length - this.limit); this.times.splice(0, this.times.length - this.limit); }
   }
 
   /** When `revision` happened, or undefined when the clock did not see it. */

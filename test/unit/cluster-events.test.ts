@@ -100,13 +100,15 @@ describe('RevisionClock', () => {
     }
   });
 
-  it('keeps at most `limit` revisions; the oldest kept one bounds what can be replayed', async () => {
+  it('keeps at most 1.5 x `limit` revisions; the oldest kept one bounds what can be replayed', async () => {
     store = await openEmbeddedStore();
     let now = 0;
     const clock = await RevisionClock.start(store, { now: () => now, limit: 2 });
     try {
       for (let i = 1; i <= 4; i++) { now = i * 1000; await store.put('/shoal/x', String(i)); }
+      // 4 > 3 = 1.5 x 2: trimmed to the last 2.
       expect(clock.timeOf(1)).toBeUndefined();
+      expect(clock.timeOf(2)).toBeUndefined();
       expect(clock.timeOf(3)).toBe(3_000);
       expect(clock.revisionSince(1_000)).toEqual({ from: 2, complete: false, oldest: 3_000 });
     } finally {
