@@ -108,6 +108,8 @@ export const DRIVER_OPTIONS: Record<NetworkDriver, readonly string[]> = {
   overlay: ['mtu', DNS_TTL_OPTION],
   macvlan: ['parent', 'mtu', DNS_TTL_OPTION],
 };
+/** Docker's names of options Shoal has under a shorter one (named in the refusal). */
+const DOCKER_NAMES: Record<string, string> = { 'com.docker.network.driver.mtu': 'mtu', 'macvlan.parent': 'parent' };
 /** Options Docker users pass that Shoal will implement but does not yet. */
 const NOT_YET: Record<string, string> = {
   encrypted: 'network option encrypted is not supported yet: overlay traffic is not encrypted (IPsec for overlays is planned); remove -o encrypted',
@@ -116,7 +118,10 @@ const NOT_YET: Record<string, string> = {
 function checkDriverOptions(driver: NetworkDriver, options: Record<string, string>): void {
   for (const k of Object.keys(options)) {
     if (NOT_YET[k]) throw new ShoalError('NotImplemented', 'NOT_SUPPORTED_YET', NOT_YET[k]);
-    if (!DRIVER_OPTIONS[driver].includes(k)) throw invalid(`network option '${k}' is not an option of the ${driver} driver (known: ${DRIVER_OPTIONS[driver].join(', ')})`, 'UNKNOWN_OPTION');
+    if (!DRIVER_OPTIONS[driver].includes(k)) {
+      const hint = DOCKER_NAMES[k] && DRIVER_OPTIONS[driver].includes(DOCKER_NAMES[k]) ? `; Docker's ${k} is ${DOCKER_NAMES[k]} here` : '';
+      throw invalid(`network option '${k}' is not an option of the ${driver} driver (known: ${DRIVER_OPTIONS[driver].join(', ')})${hint}`, 'UNKNOWN_OPTION');
+    }
   }
 }
 

@@ -110,6 +110,7 @@ describe('parseNetworkCreate', () => {
     ['mtu not an integer', { name: 'app', options: { mtu: '1400.5' } }, /^network option mtu .* got '1400.5'$/],
     ['an option no driver reads', { name: 'app', options: { foo: 'bar' } }, /^network option 'foo' is not an option of the overlay driver \(known: mtu, dns\.ttl\)$/],
     ['parent on a bridge', { name: 'app', driver: 'bridge', options: { parent: 'eth0' } }, /^network option 'parent' is not an option of the bridge driver \(known: mtu, dns\.ttl\)$/],
+    ['Docker\'s mtu option', { name: 'app', options: { 'com.docker.network.driver.mtu': '1400' } }, /^network option 'com\.docker\.network\.driver\.mtu' is not an option of the overlay driver \(known: mtu, dns\.ttl\); Docker's com\.docker\.network\.driver\.mtu is mtu here$/],
     ['a Docker bridge option', { name: 'app', driver: 'bridge', options: { 'com.docker.network.bridge.name': 'br0' } }, /^network option 'com\.docker\.network\.bridge\.name' is not an option of the bridge driver/],
     ['a macvlan option Shoal does not read', { name: 'app', driver: 'macvlan', options: { parent: 'eth0', macvlan_mode: 'bridge' } }, /known: parent, mtu, dns\.ttl\)$/],
     ['internal not a boolean', { name: 'app', internal: 'yes' }, /^network\.internal must be true or false$/],
