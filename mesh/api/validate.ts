@@ -109,7 +109,7 @@ export const DRIVER_OPTIONS: Record<NetworkDriver, readonly string[]> = {
   macvlan: ['parent', 'mtu', DNS_TTL_OPTION],
 };
 /** Docker's names of options Shoal has under a shorter one (named in the refusal). */
-const DOCKER_NAMES: Record<string, string> = { 'com.docker.network.driver.mtu': 'mtu', 'macvlan.parent': 'parent' };
+const DOCKER_NAMES: Record<string, string> = { 'com.docker.network.driver.mtu': 'mtu' };
 /** Options Docker users pass that Shoal will implement but does not yet. */
 const NOT_YET: Record<string, string> = {
   encrypted: 'network option encrypted is not supported yet: overlay traffic is not encrypted (IPsec for overlays is planned); remove -o encrypted',
