@@ -15,7 +15,7 @@ import { isUsageError, one, parseArgs, usageError, type FlagSpec } from './args.
 import { resolveEndpoint } from './client.js';
 import { commandTable, findCommand, GLOBAL_FLAGS } from './commands.js';
 import { daemonCommands } from './daemon-help.js';
-import { commandHelp, groupHelp, GROUP_SUMMARY, topHelp, wantsHelp, type CommandInfo } from './help.js';
+import { commandHelp, groupHelp, topHelp, wantsHelp, type CommandInfo } from './help.js';
 import { SYSTEM_COMMANDS } from './system.js';
 
 export interface Io { out: (s: string) => void; err: (s: string) => void; env: NodeJS.ProcessEnv }
@@ -144,7 +144,8 @@ export function fullTable(): CommandInfo[] {
   return [...objects, ...system, ...daemonCommands(DAEMON_FLAGS)];
 }
 
-const GROUPS = new Set(Object.keys(GROUP_SUMMARY));
+/** The groups (`network`, `service`, ...): whatever the command table has commands under. */
+const GROUPS = new Set(commandTable().filter(([k]) => k.includes(' ')).map(([k]) => k.split(' ')[0] as string));
 
 /** What a usage error tells to read. */
 class Usage extends Error {

@@ -118,7 +118,8 @@ export const SYSTEM_COMMANDS: Record<string, SystemCommand> = {
     },
   },
   'join-token': {
-    usage: 'shoal join-token [OPTIONS]', summary: 'Print the token agents join with (read from the manager\'s data dir)', flags: [],
+    usage: 'shoal join-token [OPTIONS]', summary: 'Print the token agents join with (read from the manager\'s data dir)', local: true,
+    flags: [{ name: 'data-dir', value: 'DIR', help: 'the manager\'s data dir (or SHOAL_DATA_DIR; default /var/lib/shoal)' }],
     run: async ({ p, io }) => {
       noArgs(p, SYSTEM_COMMANDS['join-token']!.usage);
       const dir = dataDirOf(p, io.env);
