@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
 #   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
-#   conntrack, curl, cpio (the kernel lab's initramfs); with --bench also dnsperf, wrk, haproxy.
+#   conntrack, curl, cpio (the kernel lab's initramfs), zsh (the completion test); with --bench
+#   also dnsperf, wrk, haproxy.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -10,6 +11,8 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v curl >/dev/null || need+=(curl)
+# `shoal completion zsh` is tested in a real zsh (test/unit/cli-help.test.ts).
+command -v zsh >/dev/null || need+=(zsh)
 # The kernel lab (../shared/kernel-lab/run-in-kernel.sh, IPVS tests) installs qemu itself but needs cpio.
 command -v cpio >/dev/null || need+=(cpio)
 # Benchmarks only (npm run bench): dnsperf, the DNS load generator.

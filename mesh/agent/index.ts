@@ -3,7 +3,7 @@
  * to its node with the task runtime (desired running -> ensureRunning; shutdown -> ensureStopped
  * and report). Nothing is started before the first full list arrived.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cleanupLeftovers } from '../../src/drivers/cleanup.js';
 import { closeSharedNetnsRoamer } from '../../src/kernel/index.js';
 import type { DriverContext, NetworkDriver } from '../../src/drivers/types.js';
@@ -21,6 +21,7 @@ import { AgentCounters, Backoff } from './counters.js';
 import { LocalIndex, type IndexChange } from './local-index.js';
 import { NodeNetworks, peerView } from './networks.js';
 import { Sandboxes, type SandboxOptions } from './sandboxes.js';
+import { LogTimes } from './log-times.js';
 import { streamLogFiles } from './logs.js';
 import { ProcessRuntime, type TaskEvent, type TaskRuntime } from './process-runtime.js';
 import { AgentSession } from './session.js';
@@ -61,6 +62,8 @@ export class Agent {
   readonly index = new LocalIndex();
   readonly session: AgentSession;
   readonly runtime: TaskRuntime;
+  /** When each part of each task's log was written (service logs --since/--timestamps). */
+  private readonly logTimes: LogTimes;
   /** Repairs, failures and invalid objects of every reconciler (exported by mesh/metrics.ts). */
   readonly counters = new AgentCounters();
   private readonly runner: BoundedFrequencyRunner;
@@ -96,6 +99,7 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     this.backoff = new Backoff(opts.now ?? Date.now);
     this.runtime = opts.runtime ?? new ProcessRuntime(join(opts.dataDir, 'tasks'));
+    this.logTimes = new LogTimes(dirname(this.runtime.logPath('x')), opts.log ? { log: opts.log } : {});
     if (opts.network) {
       const sb: SandboxOptions = { drivers: opts.network.drivers, nsPrefix: opts.network.nsPrefix };
       if (opts.network.etcNetnsDir) sb.etcNetnsDir = opts.network.etcNetnsDir;
@@ -106,7 +110,7 @@ export class Agent {
       index: this.index, log: (m) => opts.log?.(m),
       ...(opts.boundPorts ? { boundPorts: () => this.foreignBoundPorts(opts.boundPorts as () => string[]) } : {}),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },
-      onLogs: (tasks, follow, send, end) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), follow, send, end),
+      onLogs: (tasks, o, sink) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), o, this.logTimes, sink),
     });
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
       name: 'agent-tasks', minIntervalMs: 20, maxIntervalMs: 5000, burst: 2, retryAfterMs: 500,
@@ -185,6 +189,7 @@ export class Agent {
 
   start(): void {
     this.stopped = false;
+    this.logTimes.start().catch((e: unknown) => this.opts.log?.(`log times: ${messageOf(e)} (log lines are dated when read)`));
     this.session.start();
     this.runner.start();
     this.lb?.start();
@@ -197,6 +202,7 @@ export class Agent {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.session.stop();
+    this.logTimes.stop();
     this.health.close();
     await this.runner.stop();
     await this.resyncing;

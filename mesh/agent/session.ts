@@ -12,6 +12,7 @@ import { WebSocket } from 'ws';
 import type { Node } from '../../src/model/types.js';
 import type { WatchFrame } from '../api/watch.js';
 import type { LocalIndex } from './local-index.js';
+import type { LogLineSink, LogReadOptions } from './logs.js';
 import { StatusOutbox, type OutboxStats, type ReportedStatus } from './status-outbox.js';
 
 export interface SessionOptions {
@@ -23,8 +24,8 @@ export interface SessionOptions {
   index: LocalIndex;
   log?: (msg: string) => void;
   onWelcome?: (node: Node) => void;
-  /** Serves a manager's request for task output; returns a cancel function. */
-  onLogs?: (tasks: Array<{ id: string; name: string }>, follow: boolean, send: (taskId: string, data: string) => void, end: () => void) => () => void;
+  /** Serves a manager's request for task output (lines with their times); returns a cancel function. */
+  onLogs?: (tasks: Array<{ id: string; name: string }>, opts: LogReadOptions, sink: LogLineSink) => () => void;
   /** The ports processes on the node listen on (`8080/tcp`): sent at join and when they change. */
   boundPorts?: () => string[];
   /** Max reconnect back-off. Default 2 s: an agent must be back quickly after a manager restart. */
@@ -243,9 +244,19 @@ export class AgentSession {
     if (msg.type === 'logs' && typeof msg['stream'] === 'string' && Array.isArray(msg['tasks']) && this.opts.onLogs) {
       const stream = msg['stream'];
       const send = (o: object): void => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(o)); };
-      const cancel = this.opts.onLogs(msg['tasks'] as Array<{ id: string; name: string }>, msg['follow'] === true,
-        (task, data) => send({ type: 'log-data', stream, task, data }),
-        () => { this.logStreams.delete(stream); send({ type: 'log-end', stream }); });
+      const opts: LogReadOptions = { follow: msg['follow'] === true };
+      if (typeof msg['tail'] === 'number' && msg['tail'] >= 0) opts.tail = msg['tail'];
+      if (typeof msg['since'] === 'number') opts.since = msg['since'];
+      // A manager of the first protocol (no `v`) takes chunks of text, not timed lines.
+      const v2 = typeof msg['v'] === 'number' && msg['v'] >= 2;
+      const cancel = this.opts.onLogs(msg['tasks'] as Array<{ id: string; name: string }>, opts, {
+        lines: (lines) => {
+          if (v2) send({ type: 'log-lines', stream, lines });
+          else for (const [task, , text] of lines) send({ type: 'log-data', stream, task, data: `${text}\n` });
+        },
+        synced: () => { if (v2) send({ type: 'log-synced', stream }); },
+        end: () => { this.logStreams.delete(stream); send({ type: 'log-end', stream }); },
+      });
       this.logStreams.set(stream, cancel);
       return;
     }

@@ -160,6 +160,18 @@ export function handleAgentSession(
         if (typeof stream === 'string' && typeof task === 'string' && typeof data === 'string') relay.data(nodeId as string, stream, task, data);
         return true;
       }
+      if (msg['type'] === 'log-lines') {
+        const { stream, lines } = msg;
+        if (typeof stream === 'string' && Array.isArray(lines)) {
+          const ok = lines.filter((l): l is [string, number, string] => Array.isArray(l) && typeof l[0] === 'string' && typeof l[1] === 'number' && typeof l[2] === 'string');
+          relay.lines(nodeId as string, stream, ok);
+        }
+        return true;
+      }
+      if (msg['type'] === 'log-synced') {
+        if (typeof msg['stream'] === 'string') relay.synced(msg['stream'], nodeId as string);
+        return true;
+      }
       if (msg['type'] === 'log-end') {
         if (typeof msg['stream'] === 'string') relay.ended(msg['stream'], nodeId as string);
         return true;

@@ -2,7 +2,7 @@
  * The manager's HTTP API, version 1. Every route takes and returns JSON; errors are
  * `{code, message}` with the status from the error's kind (http.ts).
  *
- *   GET    /v1/info
+ *   GET    /v1/info                      (cluster id, version, nodes/services/tasks counts)
  *   GET    /v1/networks                  POST /v1/networks          POST /v1/networks/prune
  *   GET    /v1/networks/:ref             DELETE /v1/networks/:ref   POST /v1/networks/:ref/update {labels}
  *   GET    /v1/services                  POST /v1/services
@@ -11,10 +11,11 @@
  *   GET    /v1/tasks?service=&node=      GET /v1/tasks/:ref         POST /v1/tasks/prune
  *   GET    /v1/nodes                     GET /v1/nodes/:ref         DELETE /v1/nodes/:ref?force=1
  *   POST   /v1/nodes/:ref/update         POST /v1/nodes/prune
- *   WS     /v1/watch?revision=N          WS /v1/agent (join token)
+ *   GET    /v1/services/:ref/logs?follow=1&tail=N&since=MS&timestamps=1   (text stream, logs.ts)
+ *   WS     /v1/watch?revision=N          WS /v1/agent (join token)     WS /v1/events?since=MS (events.ts)
  */
 import { invalid } from '../../src/errors.js';
-import type { Task } from '../../src/model/types.js';
+import type { Node, Task } from '../../src/model/types.js';
 import type { Manager } from '../manager/index.js';
 import { createNetwork, pruneNetworks, removeNetwork, updateNetworkLabels } from '../manager/networks.js';
 import { pruneNodes, removeNode, updateNode } from '../manager/nodes.js';
@@ -22,6 +23,7 @@ import { deleteObject, listObjects, resolveObject, unchanged } from '../manager/
 import { createService, removeService, updateService } from '../manager/services.js';
 import { TERMINAL } from '../manager/plan.js';
 import { route, type Route } from './http.js';
+import { clusterInfo } from './info.js';
 import { parseNetworkCreate, parseNodeUpdate, parseScale, parseServiceCreate, parseServiceUpdate } from './validate.js';
 
 function noBody(body: unknown): void {
@@ -40,12 +42,17 @@ function labelsOnly(body: unknown): Record<string, string> {
 
 const byName = <T>(get: (x: T) => string) => (a: T, b: T): number => get(a).localeCompare(get(b));
 
-export function routes(m: Manager): Route[] {
+/** What the routes learn from the API server around them. */
+export interface RouteContext {
+  /** `manager` when the node's agent runs beside this manager (it came over its unix socket). */
+  roleOf?: (nodeId: string) => 'manager' | 'worker';
+}
+
+export function routes(m: Manager, ctx: RouteContext = {}): Route[] {
   const s = m.store;
+  const withRole = (n: Node): Node & { role: string } => ({ ...n, role: ctx.roleOf?.(n.id) ?? 'worker' });
   return [
-    route('GET', '/v1/info', async () => ({
-      body: { clusterId: m.cluster.id, revision: await s.currentRevision(), version: '0.1.0' },
-    })),
+    route('GET', '/v1/info', async () => ({ body: await clusterInfo(m, withRole) })),
 
     route('GET', '/v1/networks', async () => ({ body: (await listObjects(s, 'networks')).map((v) => v.obj).sort(byName((n) => n.name)) })),
     route('POST', '/v1/networks', async (r) => ({ status: 201, body: await createNetwork(s, parseNetworkCreate(r.body)) })),
@@ -87,8 +94,8 @@ export function routes(m: Manager): Route[] {
       return { body: { removed } };
     }),
 
-    route('GET', '/v1/nodes', async () => ({ body: (await listObjects(s, 'nodes')).map((v) => v.obj).sort(byName((n) => n.name)) })),
-    route('GET', '/v1/nodes/:ref', async (r) => ({ body: (await resolveObject(s, 'nodes', r.params['ref'] ?? '')).obj })),
+    route('GET', '/v1/nodes', async () => ({ body: (await listObjects(s, 'nodes')).map((v) => withRole(v.obj)).sort(byName((n) => n.name)) })),
+    route('GET', '/v1/nodes/:ref', async (r) => ({ body: withRole((await resolveObject(s, 'nodes', r.params['ref'] ?? '')).obj) })),
     route('POST', '/v1/nodes/:ref/update', async (r) => ({ body: await updateNode(s, r.params['ref'] ?? '', parseNodeUpdate(r.body)) })),
     route('DELETE', '/v1/nodes/:ref', async (r) => {
       noBody(r.body);

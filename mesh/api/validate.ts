@@ -6,7 +6,7 @@
  * when the manager claims them.
  */
 import { isIP } from 'node:net';
-import { invalid } from '../../src/errors.js';
+import { invalid, ShoalError } from '../../src/errors.js';
 import type {
   HealthCheck, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode, ServiceLbFields, ServiceSpec,
 } from '../../src/model/types.js';
@@ -83,6 +83,8 @@ export function validateName(name: unknown, what: string): string {
 export interface NetworkCreate {
   name: string;
   driver: NetworkDriver;
+  internal?: boolean;
+  attachable?: boolean;
   subnet?: string;
   gateway?: string;
   ipv6: boolean;
@@ -95,7 +97,33 @@ export interface NetworkCreate {
 /** Network option: TTL of the embedded DNS's answers for the network's names (default: the resolver's, a few seconds). */
 export const DNS_TTL_OPTION = 'dns.ttl';
 
-const NETWORK_FIELDS = ['name', 'driver', 'subnet', 'gateway', 'ipv6', 'subnetV6', 'gatewayV6', 'options', 'labels'] as const;
+const NETWORK_FIELDS = ['name', 'driver', 'subnet', 'gateway', 'ipv6', 'subnetV6', 'gatewayV6', 'options', 'labels', 'internal', 'attachable'] as const;
+
+/**
+ * The `-o` options each driver reads (src/drivers/, and the embedded DNS for dns.ttl); anything
+ * else would be stored and ignored, so it is refused.
+ */
+export const DRIVER_OPTIONS: Record<NetworkDriver, readonly string[]> = {
+  bridge: ['mtu', DNS_TTL_OPTION],
+  overlay: ['mtu', DNS_TTL_OPTION],
+  macvlan: ['parent', 'mtu', DNS_TTL_OPTION],
+};
+/** Docker's names of options Shoal has under a shorter one (named in the refusal). */
+const DOCKER_NAMES: Record<string, string> = { 'com.docker.network.driver.mtu': 'mtu' };
+/** Options Docker users pass that Shoal will implement but does not yet. */
+const NOT_YET: Record<string, string> = {
+  encrypted: 'network option encrypted is not supported yet: overlay traffic is not encrypted (IPsec for overlays is planned); remove -o encrypted',
+};
+
+function checkDriverOptions(driver: NetworkDriver, options: Record<string, string>): void {
+  for (const k of Object.keys(options)) {
+    if (NOT_YET[k]) throw new ShoalError('NotImplemented', 'NOT_SUPPORTED_YET', NOT_YET[k]);
+    if (!DRIVER_OPTIONS[driver].includes(k)) {
+      const hint = DOCKER_NAMES[k] && DRIVER_OPTIONS[driver].includes(DOCKER_NAMES[k]) ? `; Docker's ${k} is ${DOCKER_NAMES[k]} here` : '';
+      throw invalid(`network option '${k}' is not an option of the ${driver} driver (known: ${DRIVER_OPTIONS[driver].join(', ')})${hint}`, 'UNKNOWN_OPTION');
+    }
+  }
+}
 
 export function parseNetworkCreate(body: Json): NetworkCreate {
   const o = object(body, 'network');
@@ -104,7 +132,11 @@ export function parseNetworkCreate(body: Json): NetworkCreate {
   if (name === 'ingress') throw invalid(`network name 'ingress' is reserved for the cluster's ingress network`);
   const driver = oneOf(o, 'driver', 'network', ['bridge', 'overlay', 'macvlan'] as const) ?? 'overlay';
   const options = stringMap(o, 'options', 'network');
+  checkDriverOptions(driver, options);
   if (driver === 'macvlan' && !options['parent']) throw invalid(`macvlan network needs a parent interface: -o parent=<interface>`);
+  const internal = bool(o, 'internal', 'network');
+  if (internal && driver === 'macvlan') throw invalid(`--internal applies to bridge and overlay networks; a macvlan network is the LAN of its parent interface`);
+  const attachable = bool(o, 'attachable', 'network');
   const subnet = str(o, 'subnet', 'network');
   const gateway = str(o, 'gateway', 'network');
   if (gateway !== undefined && subnet === undefined) throw invalid(`network.gateway needs network.subnet: a gateway is only accepted with an explicit subnet`);
@@ -120,6 +152,8 @@ export function parseNetworkCreate(body: Json): NetworkCreate {
     throw invalid(`network option ${DNS_TTL_OPTION} (seconds the embedded DNS lets clients cache its answers) must be an integer from 0 to 3600, got '${options[DNS_TTL_OPTION]}'`);
   }
   const out: NetworkCreate = { name, driver, ipv6, options, labels: stringMap(o, 'labels', 'network') };
+  if (internal) out.internal = true;
+  if (attachable) out.attachable = true;
   if (subnet !== undefined) out.subnet = subnet;
   if (gateway !== undefined) out.gateway = gateway;
   if (subnetV6 !== undefined) out.subnetV6 = subnetV6;

@@ -2,8 +2,11 @@
  * Argument parsing for the CLI, Docker-style: `--flag value`, `--flag=value`, `-f value`,
  * repeatable flags, boolean flags, and everything after `--` taken verbatim (the task command).
  * Unknown flags are errors, so a typo never silently changes what a command does.
+ *
+ * Errors in the shape of a command line (unknown flag, missing value, flag twice, wrong number
+ * of arguments) are {@link usageError}s: the CLI exits 2 for them, 1 for everything else.
  */
-import { invalid } from '../../src/errors.js';
+import { invalid, ShoalError } from '../../src/errors.js';
 
 export interface FlagSpec {
   /** Long name without dashes, e.g. "replicas". */
@@ -13,7 +16,21 @@ export interface FlagSpec {
   bool?: boolean;
   /** May be given several times (values collected in order). */
   repeat?: boolean;
+  /** One line for `--help`. */
+  help?: string;
+  /** What the value looks like in `--help` (`N`, `CIDR`); default from the name. */
+  value?: string;
+  /** The values it accepts, when they are a fixed list (help and shell completion). */
+  choices?: readonly string[];
 }
+
+/** The code of usage errors; main.ts exits 2 for them. */
+export const USAGE_CODE = 'SHOAL_ERR_USAGE';
+
+/** A command line that does not fit the command's grammar (exit status 2). */
+export const usageError = (message: string): ShoalError => new ShoalError('InvalidParameter', USAGE_CODE, message);
+
+export const isUsageError = (e: unknown): boolean => e instanceof ShoalError && e.code === USAGE_CODE;
 
 export interface Parsed {
   flags: Map<string, string[]>;
@@ -22,7 +39,12 @@ export interface Parsed {
   rest: string[];
 }
 
-export function parseArgs(argv: string[], specs: FlagSpec[]): Parsed {
+/**
+ * Parses `argv` against `specs`. With `stopAtArgument`, the first argument that is not a flag
+ * ends flag parsing and everything from it on is positional, verbatim (Docker's
+ * `service create IMAGE [COMMAND] [ARG...]`: the command's own flags are not Shoal's).
+ */
+export function parseArgs(argv: string[], specs: FlagSpec[], opts: { stopAtArgument?: boolean } = {}): Parsed {
   const byLong = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short as string, s]));
   const flags = new Map<string, string[]>();
@@ -37,27 +59,28 @@ export function parseArgs(argv: string[], specs: FlagSpec[]): Parsed {
       const eq = a.indexOf('=');
       const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
       spec = byLong.get(name);
-      if (!spec) throw invalid(`unknown flag --${name}`);
+      if (!spec) throw usageError(`unknown flag --${name}`);
       if (eq > 0) value = a.slice(eq + 1);
     } else if (a.startsWith('-') && a.length > 1 && !/^-\d/.test(a)) {
       spec = byShort.get(a.slice(1, 2));
-      if (!spec) throw invalid(`unknown flag ${a}`);
+      if (!spec) throw usageError(`unknown flag ${a}`);
       if (a.length > 2) value = a[2] === '=' ? a.slice(3) : a.slice(2);
     } else {
+      if (opts.stopAtArgument) { positional.push(...argv.slice(i)); break; }
       positional.push(a);
       continue;
     }
     if (spec.bool) {
-      if (value !== undefined && !['true', 'false'].includes(value)) throw invalid(`flag --${spec.name} takes no value`);
+      if (value !== undefined && !['true', 'false'].includes(value)) throw usageError(`flag --${spec.name} takes no value`);
       value = value ?? 'true';
     } else if (value === undefined) {
       const next = argv[i + 1];
-      if (next === undefined || next === '--') throw invalid(`flag --${spec.name} needs a value`);
+      if (next === undefined || next === '--') throw usageError(`flag --${spec.name} needs a value`);
       value = next;
       i++;
     }
     const list = flags.get(spec.name) ?? [];
-    if (list.length > 0 && !spec.repeat) throw invalid(`flag --${spec.name} given twice`);
+    if (list.length > 0 && !spec.repeat) throw usageError(`flag --${spec.name} given twice`);
     list.push(value);
     flags.set(spec.name, list);
   }

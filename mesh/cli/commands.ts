@@ -1,41 +1,63 @@
 /**
- * The `shoal` commands that talk to a manager. `runCommand` returns the text to print; errors
- * are thrown as ShoalErrors and printed by main.ts as one sentence with a non-zero exit.
+ * The `shoal` commands that talk to a manager, as one table: `group sub` -> usage, one-line
+ * summary, flags (each with its help line) and the handler. `--help`, the top-level usage and
+ * the shell completion scripts are generated from this table (help.ts, completion.ts), so a
+ * flag added here shows up in all three. Handlers return the text to print; errors are thrown
+ * as ShoalErrors and printed by main.ts as one sentence with a non-zero exit.
  */
-import { invalid } from '../../src/errors.js';
-import { taskName, type Network, type Node, type Service, type Task } from '../../src/model/types.js';
-import { all, isSet, keyValues, one, parsePublish, type FlagSpec, type Parsed } from './args.js';
+import { invalid, isShoalError, ShoalError } from '../../src/errors.js';
+import type { Network, Node, Service, Task } from '../../src/model/types.js';
+import { all, isSet, keyValues, one, parsePublish, usageError, type FlagSpec, type Parsed } from './args.js';
 import { call, stream, type Endpoint } from './client.js';
-import { ago, table } from './format.js';
+import { applyFilters, parseFilters } from './filters.js';
+import { randomName } from './names.js';
+import { checkOutput, FILTER_FLAG, FORMAT_FLAG, OBJECT_FIELDS, QUIET_FLAG, renderList, renderObjects } from './output.js';
+import { parseSince } from './time.js';
+import { NETWORK_FILTERS, NODE_FILTERS, networkView, nodeView, SERVICE_FILTERS, serviceView, taskFilters, taskView } from './views.js';
 
+/** Flags every command that talks to a manager takes. */
 export const GLOBAL_FLAGS: FlagSpec[] = [
-  { name: 'host', short: 'H' }, { name: 'token' }, { name: 'data-dir' }, { name: 'format' }, { name: 'quiet', short: 'q', bool: true },
+  { name: 'host', short: 'H', value: 'URL', help: 'manager to talk to: http://HOST:PORT or unix:///PATH (or SHOAL_HOST)' },
+  { name: 'token', value: 'TOKEN', help: 'manager token (or SHOAL_TOKEN; default: read from the data dir)' },
+  { name: 'data-dir', value: 'DIR', help: 'where shoal up/manager announce their socket and token (or SHOAL_DATA_DIR; default /var/lib/shoal)' },
 ];
 
-/** Returns what to print; long-running output (logs) is written to `out` as it comes. */
-type Handler = (ep: Endpoint, p: Parsed, out: (s: string) => void) => Promise<string>;
-interface Command { flags: FlagSpec[]; run: Handler; usage: string }
+/** Returns what to print; long-running output (logs, events) is written to `out` as it comes. */
+export type Handler = (ep: Endpoint, p: Parsed, out: (s: string) => void) => Promise<string>;
 
-const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n';
-const wantJson = (p: Parsed): boolean => {
-  const f = one(p, 'format');
-  if (f !== undefined && f !== 'json' && f !== 'table') throw invalid(`--format must be json or table, got '${f}'`);
-  return f === 'json';
-};
+/** One command of the table. */
+export interface Command {
+  flags: FlagSpec[];
+  run: Handler;
+  /** `shoal network create [OPTIONS] NAME`: the grammar, shown by --help and usage errors. */
+  usage: string;
+  /** One line for the command lists of --help. */
+  summary?: string;
+  /** What the positional arguments name, for shell completion of names. */
+  completes?: 'network' | 'service' | 'node';
+  /** Parse flags only before the first argument (Docker's `service create IMAGE [ARG...]`). */
+  stopAtArgument?: boolean;
+}
+
 const need = (p: Parsed, n: number, usage: string): string[] => {
-  if (p.positional.length < n) throw invalid(`missing argument: usage: ${usage}`);
+  if (p.positional.length < n) throw usageError(`missing argument: usage: ${usage}`);
   return p.positional;
 };
 const exactly = (p: Parsed, n: number, usage: string): string[] => {
-  if (p.positional.length !== n) throw invalid(`expected ${n} argument${n === 1 ? '' : 's'}: usage: ${usage}`);
+  if (p.positional.length !== n) throw usageError(`expected ${n} argument${n === 1 ? '' : 's'}, got ${p.positional.length}: usage: ${usage}`);
   return p.positional;
+};
+const noRest = (p: Parsed, usage: string): void => {
+  if (p.rest.length) throw usageError(`unexpected arguments after --: usage: ${usage}`);
 };
 const enc = encodeURIComponent;
 
-async function inspectMany(ep: Endpoint, kind: string, refs: string[]): Promise<string> {
-  const out: unknown[] = [];
-  for (const r of refs) out.push(await call(ep, 'GET', `/v1/${kind}/${enc(r)}`));
-  return json(out);
+async function inspectMany(ep: Endpoint, kind: 'networks' | 'services' | 'nodes', p: Parsed, usage: string): Promise<string> {
+  need(p, 1, usage);
+  checkOutput(p);
+  const out: object[] = [];
+  for (const r of need(p, 1, usage)) out.push(await call<object>(ep, 'GET', `/v1/${kind}/${enc(r)}`));
+  return renderObjects(p, out, OBJECT_FIELDS[kind.slice(0, -1) as 'network' | 'service' | 'node']);
 }
 
 async function removeMany(ep: Endpoint, kind: string, refs: string[], query = ''): Promise<string> {
@@ -47,106 +69,191 @@ async function removeMany(ep: Endpoint, kind: string, refs: string[], query = ''
   return text;
 }
 
-function networkRows(nets: Network[]): string {
-  return table(['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE', 'SUBNET', 'GATEWAY'],
-    nets.map((n) => [n.id.slice(0, 12), n.name, n.driver, n.scope, [n.ipam.v4.subnet, n.ipam.v6?.subnet].filter(Boolean).join(','), n.ipam.v4.gateway]));
-}
+const LABEL_FLAG: FlagSpec = { name: 'label', repeat: true, value: 'KEY=VALUE', help: 'set a label (repeatable)' };
 
-function servicePorts(s: Service): string {
-  return s.spec.ports.map((p) => `${p.mode === 'host' ? 'host:' : '*:'}${p.published}->${p.target}/${p.protocol}`).join(', ');
+/** Flags `service create` and `service update` share. */
+const SERVICE_FLAGS: FlagSpec[] = [
+  { name: 'replicas', value: 'N', help: 'number of tasks (default 1)' },
+  { name: 'publish', short: 'p', repeat: true, value: 'PORT', help: 'publish a port: PUBLISHED:TARGET[/udp], TARGET, or mode=host,published=P,target=T' },
+  { name: 'network', repeat: true, value: 'NETWORK', help: 'attach to a network (repeatable)' },
+  { name: 'network-alias', repeat: true, value: 'NETWORK=ALIAS', help: 'an extra DNS name of the service on a network' },
+  { name: 'endpoint-mode', value: 'MODE', choices: ['vip', 'dnsrr'], help: 'vip (one virtual IP, default) or dnsrr (DNS round robin over the tasks)' },
+  { name: 'env', short: 'e', repeat: true, value: 'KEY=VALUE', help: 'set an environment variable of the tasks' },
+  LABEL_FLAG,
+  { name: 'health-type', value: 'TYPE', choices: ['tcp', 'http', 'none'], help: 'health check: tcp connect or http GET' },
+  { name: 'health-port', value: 'PORT', help: 'port the health check probes' },
+  { name: 'health-path', value: 'PATH', help: 'path of an http health check (default /)' },
+  { name: 'health-interval', value: 'MS', help: 'milliseconds between health checks (default 5000)' },
+  { name: 'health-timeout', value: 'MS', help: 'milliseconds a health check may take (default 2000)' },
+  { name: 'health-retries', value: 'N', help: 'consecutive failures before a task is unhealthy (default 3)' },
+  { name: 'health-start-period', value: 'MS', help: 'milliseconds after start during which failures do not count' },
+  { name: 'dns-option', repeat: true, value: 'OPT', help: 'resolv.conf option of the tasks (ndots:2, timeout:1, ...)' },
+  { name: 'lb-scheduler', value: 'S', choices: ['rr', 'wrr', 'random', 'lc', 'sh', 'mh'], help: 'how the VIP picks a task (default rr)' },
+  { name: 'affinity-timeout', value: 'SECONDS', help: 'keep a client on one task while it is idle less than this' },
+  { name: 'drain-timeout', value: 'MS', help: 'how long a stopping task keeps its connections (default 10000)' },
+  { name: 'traffic-policy', value: 'POLICY', choices: ['cluster', 'local'], help: 'published ports reach any task (cluster) or only the receiving node\'s (local)' },
+];
+
+/** The message for an image the manager cannot run (no container runtime yet). */
+function imageRefused(image: string, command: string[]): ShoalError {
+  const argv = [image, ...command].join(' ');
+  return new ShoalError('NotImplemented', 'IMAGE_NOT_SUPPORTED',
+    `this manager cannot run images yet (no container runtime): '${image}' was read as the IMAGE; to run a process, put it after --: shoal service create [OPTIONS] -- ${argv}`);
 }
 
 const commands: Record<string, Command> = {
   'network create': {
-    usage: 'shoal network create [-d bridge|overlay|macvlan] [--subnet CIDR] [--gateway IP] [--ipv6] [--subnet-v6 CIDR] [-o k=v] [--label k=v] NAME',
-    flags: [{ name: 'driver', short: 'd' }, { name: 'subnet' }, { name: 'gateway' }, { name: 'ipv6', bool: true }, { name: 'subnet-v6' }, { name: 'gateway-v6' }, { name: 'opt', short: 'o', repeat: true }, { name: 'label', repeat: true }],
+    usage: 'shoal network create [OPTIONS] NETWORK',
+    summary: 'Create a network',
+    flags: [
+      { name: 'driver', short: 'd', value: 'DRIVER', choices: ['bridge', 'overlay', 'macvlan'], help: 'overlay (multi-host, default), bridge (one host) or macvlan (a LAN)' },
+      { name: 'subnet', value: 'CIDR', help: 'IPv4 subnet (default: the next free one of the driver\'s pool)' },
+      { name: 'gateway', value: 'IP', help: 'IPv4 gateway (default: the first address of the subnet)' },
+      { name: 'ipv6', bool: true, help: 'also give the network an IPv6 subnet' },
+      { name: 'subnet-v6', value: 'CIDR', help: 'IPv6 subnet (implies --ipv6)' },
+      { name: 'gateway-v6', value: 'IP', help: 'IPv6 gateway' },
+      { name: 'opt', short: 'o', repeat: true, value: 'KEY=VALUE', help: 'driver option: mtu, dns.ttl (all drivers), parent (macvlan)' },
+      { name: 'internal', bool: true, help: 'no route out of the network: no NAT, nothing forwarded to or from other interfaces' },
+      { name: 'attachable', bool: true, help: 'let standalone containers attach (recorded; Shoal has no standalone attachments yet)' },
+      LABEL_FLAG, FORMAT_FLAG,
+    ],
     run: async (ep, p) => {
       const [name] = exactly(p, 1, commands['network create']!.usage);
-      const body: Record<string, unknown> = { name, options: keyValues(all(p, 'opt'), '-o'), labels: keyValues(all(p, 'label'), '--label') };
+      noRest(p, commands['network create']!.usage);
+      checkOutput(p);
+      // Docker takes `-o encrypted` with no value: a bare key means an empty value.
+      const opts = keyValues(all(p, 'opt').map((o) => (o.includes('=') || o === '' ? o : `${o}=`)), '-o');
+      const body: Record<string, unknown> = { name, options: opts, labels: keyValues(all(p, 'label'), '--label') };
       for (const [flag, field] of [['driver', 'driver'], ['subnet', 'subnet'], ['gateway', 'gateway'], ['subnet-v6', 'subnetV6'], ['gateway-v6', 'gatewayV6']] as const) {
         const v = one(p, flag);
         if (v !== undefined) body[field] = v;
       }
       if (isSet(p, 'ipv6')) body['ipv6'] = true;
+      if (isSet(p, 'internal')) body['internal'] = true;
+      if (isSet(p, 'attachable')) body['attachable'] = true;
       const n = await call<Network>(ep, 'POST', '/v1/networks', body);
-      return wantJson(p) ? json(n) : `${n.id}\n`;
+      return one(p, 'format') ? renderObjects(p, [n], OBJECT_FIELDS.network, true) : `${n.id}\n`;
     },
   },
   'network ls': {
-    usage: 'shoal network ls [--format json]', flags: [],
+    usage: 'shoal network ls [OPTIONS]', summary: 'List networks',
+    flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['network ls']!.usage);
-      const nets = await call<Network[]>(ep, 'GET', '/v1/networks');
-      if (wantJson(p)) return json(nets);
-      return isSet(p, 'quiet') ? nets.map((n) => n.id + '\n').join('') : networkRows(nets);
+      checkOutput(p, networkView.fields);
+      const filters = parseFilters(all(p, 'filter'), NETWORK_FILTERS, 'network ls');
+      const nets = applyFilters(await call<Network[]>(ep, 'GET', '/v1/networks'), filters, NETWORK_FILTERS);
+      return renderList(p, nets, networkView);
     },
   },
-  'network inspect': { usage: 'shoal network inspect NETWORK...', flags: [], run: (ep, p) => inspectMany(ep, 'networks', need(p, 1, commands['network inspect']!.usage)) },
-  'network rm': { usage: 'shoal network rm NETWORK...', flags: [], run: (ep, p) => removeMany(ep, 'networks', need(p, 1, commands['network rm']!.usage)) },
+  'network inspect': {
+    usage: 'shoal network inspect [OPTIONS] NETWORK...', summary: 'Show networks in detail (JSON, or through --format)', flags: [FORMAT_FLAG], completes: 'network',
+    run: (ep, p) => inspectMany(ep, 'networks', p, commands['network inspect']!.usage),
+  },
+  'network rm': {
+    usage: 'shoal network rm NETWORK...', summary: 'Remove networks', flags: [], completes: 'network',
+    run: (ep, p) => removeMany(ep, 'networks', need(p, 1, commands['network rm']!.usage)),
+  },
   'network prune': {
-    usage: 'shoal network prune', flags: [{ name: 'force', short: 'f', bool: true }],
+    usage: 'shoal network prune [OPTIONS]', summary: 'Remove every network no service uses',
+    flags: [{ name: 'force', short: 'f', bool: true, help: 'do not ask (Shoal never asks; accepted for Docker habits)' }, FORMAT_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['network prune']!.usage);
+      checkOutput(p);
       const r = await call<{ removed: string[] }>(ep, 'POST', '/v1/networks/prune');
-      return wantJson(p) ? json(r) : r.removed.length ? `Deleted Networks:\n${r.removed.join('\n')}\n` : '';
+      return one(p, 'format') ? renderObjects(p, [r], ['removed'], true) : r.removed.length ? `Deleted Networks:\n${r.removed.join('\n')}\n` : '';
     },
   },
 
   'service create': {
-    usage: 'shoal service create --name NAME [--replicas N] [-p PUBLISHED:TARGET[/udp]] [-p mode=host,published=P,target=T] [--network NET] [--network-alias NET=ALIAS] [--endpoint-mode vip|dnsrr] [-e K=V] [--health-type tcp|http] [--health-port P] [--health-path /] [--health-interval MS] [--dns-option OPT] [--lb-scheduler rr|wrr|random|lc|sh|mh] [--affinity-timeout S] [--drain-timeout MS] [--traffic-policy cluster|local] -- CMD...',
-    flags: [{ name: 'name' }, { name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true },
-      { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
-      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' }],
+    usage: 'shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n       shoal service create [OPTIONS] -- CMD [ARG...]',
+    summary: 'Create a service from an image, or from a command run as a process (after --)',
+    stopAtArgument: true,
+    flags: [{ name: 'name', value: 'NAME', help: 'service name (default: a generated adjective-noun)' }, ...SERVICE_FLAGS, FORMAT_FLAG],
     run: async (ep, p) => {
-      const usage = commands['service create']!.usage;
-      const name = one(p, 'name') ?? p.positional[0];
-      if (!name) throw invalid(`--name is required: usage: ${usage}`);
-      const extra = one(p, 'name') ? p.positional : p.positional.slice(1);
-      const command = [...extra, ...p.rest];
-      if (command.length === 0) throw invalid(`a command is required after --: usage: ${usage}`);
-      const body = serviceBody(p);
-      const s = await call<Service>(ep, 'POST', '/v1/services', { name, command, ...body });
-      return wantJson(p) ? json(s) : `${s.id}\n`;
+      const usage = commands['service create']!.usage.replace(/\n\s+/, ' | ');
+      const [image, ...args] = p.positional;
+      if (image === undefined && p.rest.length === 0) throw usageError(`service create needs an IMAGE or -- CMD: usage: ${usage}`);
+      if (image !== undefined && args[0] === '--') {
+        throw usageError(`give either IMAGE [COMMAND] or -- CMD, not '${image} -- ...' (the service name goes in --name): usage: ${usage}`);
+      }
+      checkOutput(p);
+      const body: Record<string, unknown> = { ...serviceBody(p) };
+      if (image !== undefined) {
+        body['image'] = image;
+        if (args.length) body['command'] = args;
+      } else body['command'] = p.rest;
+      const given = one(p, 'name');
+      for (let attempt = 0; ; attempt++) {
+        const name = given ?? randomName();
+        try {
+          const s = await call<Service>(ep, 'POST', '/v1/services', { name, ...body });
+          return one(p, 'format') ? renderObjects(p, [s], OBJECT_FIELDS.service, true) : `${s.id}\n`;
+        } catch (e) {
+          if (image !== undefined && isShoalError(e) && e.code === 'SHOAL_ERR_UNKNOWN_FIELD' && /'image'/.test(e.message)) throw imageRefused(image, args);
+          // A generated name that happens to be taken: draw another.
+          if (given === undefined && attempt < 5 && isShoalError(e) && e.code === 'SHOAL_ERR_NAME_IN_USE') continue;
+          throw e;
+        }
+      }
     },
   },
   'service ls': {
-    usage: 'shoal service ls [--format json]', flags: [],
+    usage: 'shoal service ls [OPTIONS]', summary: 'List services', flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['service ls']!.usage);
+      checkOutput(p, serviceView([]).fields);
+      const filters = parseFilters(all(p, 'filter'), SERVICE_FILTERS, 'service ls');
       const [services, tasks] = await Promise.all([call<Service[]>(ep, 'GET', '/v1/services'), call<Task[]>(ep, 'GET', '/v1/tasks')]);
-      if (wantJson(p)) return json(services);
-      if (isSet(p, 'quiet')) return services.map((s) => s.id + '\n').join('');
-      return table(['ID', 'NAME', 'MODE', 'REPLICAS', 'PORTS'], services.map((s) => {
-        const running = tasks.filter((t) => t.serviceId === s.id && t.desiredState === 'running' && t.status.state === 'running').length;
-        return [s.id.slice(0, 12), s.spec.name, s.spec.endpointMode, `${running}/${s.spec.replicas}`, servicePorts(s)];
-      }));
+      return renderList(p, applyFilters(services, filters, SERVICE_FILTERS), serviceView(tasks));
     },
   },
   'service ps': {
-    usage: 'shoal service ps SERVICE [--format json]', flags: [],
+    usage: 'shoal service ps [OPTIONS] SERVICE...', summary: 'List the tasks of services', flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG], completes: 'service',
     run: async (ep, p) => {
-      const [svc] = exactly(p, 1, commands['service ps']!.usage);
-      const [tasks, nodes] = await Promise.all([call<Task[]>(ep, 'GET', `/v1/tasks?service=${enc(svc ?? '')}`), call<Node[]>(ep, 'GET', '/v1/nodes')]);
-      if (wantJson(p)) return json(tasks);
-      const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
-      return table(['ID', 'NAME', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'MESSAGE'], tasks.map((t) => [
-        t.id.slice(0, 12), taskName(t).replace(`.${t.id}`, ''), nodeName.get(t.nodeId) ?? (t.nodeId ? t.nodeId.slice(0, 12) : ''),
-        t.desiredState, `${t.status.state[0]?.toUpperCase()}${t.status.state.slice(1)} ${ago(t.status.since)}`, t.status.message,
-      ]));
+      const refs = need(p, 1, commands['service ps']!.usage);
+      checkOutput(p, taskView([], []).fields);
+      parseFilters(all(p, 'filter'), taskFilters([]), 'service ps');
+      const [nodes, services] = await Promise.all([call<Node[]>(ep, 'GET', '/v1/nodes'), call<Service[]>(ep, 'GET', '/v1/services')]);
+      const spec = taskFilters(nodes);
+      const filters = parseFilters(all(p, 'filter'), spec, 'service ps');
+      const tasks: Task[] = [];
+      for (const r of refs) tasks.push(...await call<Task[]>(ep, 'GET', `/v1/tasks?service=${enc(r)}`));
+      return renderList(p, applyFilters(tasks, filters, spec), taskView(nodes, services));
     },
   },
   'service logs': {
-    usage: 'shoal service logs [-f] SERVICE', flags: [{ name: 'follow', short: 'f', bool: true }],
+    usage: 'shoal service logs [OPTIONS] SERVICE', summary: 'Show the output of a service\'s tasks, merged by time', completes: 'service',
+    flags: [
+      { name: 'follow', short: 'f', bool: true, help: 'keep printing new output' },
+      { name: 'tail', short: 'n', value: 'N', help: 'only the last N lines of each task (or all)' },
+      { name: 'since', value: 'TIME', help: 'only lines since a time (2024-05-01T10:00:00Z) or a duration ago (10m)' },
+      { name: 'timestamps', short: 't', bool: true, help: 'prefix each line with the time it was written' },
+    ],
     run: async (ep, p, out) => {
       const [svc] = exactly(p, 1, commands['service logs']!.usage);
-      await stream(ep, `/v1/services/${enc(svc ?? '')}/logs${isSet(p, 'follow') ? '?follow=1' : ''}`, out);
+      const q = new URLSearchParams();
+      if (isSet(p, 'follow')) q.set('follow', '1');
+      const tail = one(p, 'tail');
+      if (tail !== undefined && tail !== 'all') q.set('tail', String(intFlag(tail, '--tail', 0)));
+      const since = one(p, 'since');
+      if (since !== undefined) q.set('since', String(parseSince(since, '--since')));
+      if (isSet(p, 'timestamps')) q.set('timestamps', '1');
+      const qs = q.toString();
+      await stream(ep, `/v1/services/${enc(svc ?? '')}/logs${qs ? `?${qs}` : ''}`, out);
       return '';
     },
   },
-  'service inspect': { usage: 'shoal service inspect SERVICE...', flags: [], run: (ep, p) => inspectMany(ep, 'services', need(p, 1, commands['service inspect']!.usage)) },
-  'service rm': { usage: 'shoal service rm SERVICE...', flags: [], run: (ep, p) => removeMany(ep, 'services', need(p, 1, commands['service rm']!.usage)) },
+  'service inspect': {
+    usage: 'shoal service inspect [OPTIONS] SERVICE...', summary: 'Show services in detail (JSON, or through --format)', flags: [FORMAT_FLAG], completes: 'service',
+    run: (ep, p) => inspectMany(ep, 'services', p, commands['service inspect']!.usage),
+  },
+  'service rm': {
+    usage: 'shoal service rm SERVICE...', summary: 'Remove services (their tasks stop)', flags: [], completes: 'service',
+    run: (ep, p) => removeMany(ep, 'services', need(p, 1, commands['service rm']!.usage)),
+  },
   'service scale': {
-    usage: 'shoal service scale SERVICE=REPLICAS...', flags: [],
+    usage: 'shoal service scale SERVICE=REPLICAS...', summary: 'Change the number of tasks of services', flags: [], completes: 'service',
     run: async (ep, p) => {
       let out = '';
       for (const a of need(p, 1, commands['service scale']!.usage)) {
@@ -159,55 +266,66 @@ const commands: Record<string, Command> = {
     },
   },
   'service update': {
-    usage: 'shoal service update [--replicas N] [-p ...] [--network NET] [--endpoint-mode M] [-e K=V] [--version V] [-- CMD...] SERVICE',
-    flags: [{ name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true }, { name: 'version' },
-      { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
-      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' }],
+    usage: 'shoal service update [OPTIONS] SERVICE [-- CMD [ARG...]]', summary: 'Change a service (its tasks are replaced)', completes: 'service',
+    flags: [...SERVICE_FLAGS, { name: 'version', value: 'N', help: 'only update if the service is still at this version (from inspect)' }, FORMAT_FLAG],
     run: async (ep, p) => {
       const [svc] = exactly(p, 1, commands['service update']!.usage);
+      checkOutput(p);
       const body = serviceBody(p);
       if (p.rest.length) body['command'] = p.rest;
       const v = one(p, 'version');
       if (v !== undefined) body['version'] = intFlag(v, '--version');
       const s = await call<Service>(ep, 'POST', `/v1/services/${enc(svc ?? '')}/update`, body);
-      return wantJson(p) ? json(s) : `${s.spec.name}\n`;
+      return one(p, 'format') ? renderObjects(p, [s], OBJECT_FIELDS.service, true) : `${s.spec.name}\n`;
     },
   },
 
   'node ls': {
-    usage: 'shoal node ls [--format json]', flags: [],
+    usage: 'shoal node ls [OPTIONS]', summary: 'List nodes', flags: [FILTER_FLAG, FORMAT_FLAG, QUIET_FLAG],
     run: async (ep, p) => {
       exactly(p, 0, commands['node ls']!.usage);
-      const nodes = await call<Node[]>(ep, 'GET', '/v1/nodes');
-      if (wantJson(p)) return json(nodes);
-      return table(['ID', 'NAME', 'ADDRESS', 'STATUS', 'AVAILABILITY'], nodes.map((n) => [n.id.slice(0, 12), n.name, n.address, n.state[0]?.toUpperCase() + n.state.slice(1), n.availability[0]?.toUpperCase() + n.availability.slice(1)]));
+      checkOutput(p, nodeView.fields);
+      const filters = parseFilters(all(p, 'filter'), NODE_FILTERS, 'node ls');
+      return renderList(p, applyFilters(await call<Node[]>(ep, 'GET', '/v1/nodes'), filters, NODE_FILTERS), nodeView);
     },
   },
-  'node inspect': { usage: 'shoal node inspect NODE...', flags: [], run: (ep, p) => inspectMany(ep, 'nodes', need(p, 1, commands['node inspect']!.usage)) },
+  'node inspect': {
+    usage: 'shoal node inspect [OPTIONS] NODE...', summary: 'Show nodes in detail (JSON, or through --format)', flags: [FORMAT_FLAG], completes: 'node',
+    run: (ep, p) => inspectMany(ep, 'nodes', p, commands['node inspect']!.usage),
+  },
   'node update': {
-    usage: 'shoal node update [--availability active|drain|pause] [--label k=v] NODE', flags: [{ name: 'availability' }, { name: 'label', repeat: true }],
+    usage: 'shoal node update [OPTIONS] NODE', summary: 'Drain, pause or label a node', completes: 'node',
+    flags: [{ name: 'availability', value: 'A', choices: ['active', 'drain', 'pause'], help: 'active, drain (tasks move away) or pause (no new tasks)' }, LABEL_FLAG, FORMAT_FLAG],
     run: async (ep, p) => {
       const [node] = exactly(p, 1, commands['node update']!.usage);
+      checkOutput(p);
       const body: Record<string, unknown> = {};
       const a = one(p, 'availability');
       if (a !== undefined) body['availability'] = a;
       if (all(p, 'label').length) body['labels'] = keyValues(all(p, 'label'), '--label');
       const n = await call<Node>(ep, 'POST', `/v1/nodes/${enc(node ?? '')}/update`, body);
-      return wantJson(p) ? json(n) : `${n.name}\n`;
+      return one(p, 'format') ? renderObjects(p, [n], OBJECT_FIELDS.node, true) : `${n.name}\n`;
     },
   },
-  'node rm': { usage: 'shoal node rm [--force] NODE...', flags: [{ name: 'force', short: 'f', bool: true }], run: (ep, p) => removeMany(ep, 'nodes', need(p, 1, commands['node rm']!.usage), isSet(p, 'force') ? '?force=1' : '') },
+  'node rm': {
+    usage: 'shoal node rm [OPTIONS] NODE...', summary: 'Remove nodes from the cluster', completes: 'node',
+    flags: [{ name: 'force', short: 'f', bool: true, help: 'also remove a node that is still up' }],
+    run: (ep, p) => removeMany(ep, 'nodes', need(p, 1, commands['node rm']!.usage), isSet(p, 'force') ? '?force=1' : ''),
+  },
   'node prune': {
-    usage: 'shoal node prune', flags: [{ name: 'force', short: 'f', bool: true }],
+    usage: 'shoal node prune [OPTIONS]', summary: 'Remove every node that is down',
+    flags: [{ name: 'force', short: 'f', bool: true, help: 'do not ask (Shoal never asks; accepted for Docker habits)' }, FORMAT_FLAG],
     run: async (ep, p) => {
+      exactly(p, 0, commands['node prune']!.usage);
+      checkOutput(p);
       const r = await call<{ removed: string[] }>(ep, 'POST', '/v1/nodes/prune');
-      return wantJson(p) ? json(r) : r.removed.map((n) => `${n}\n`).join('');
+      return one(p, 'format') ? renderObjects(p, [r], ['removed'], true) : r.removed.map((n) => `${n}\n`).join('');
     },
   },
 };
 
-function intFlag(v: string, what: string): number {
-  if (!/^-?\d+$/.test(v)) throw invalid(`${what} must be a whole number, got '${v}'`);
+function intFlag(v: string, what: string, min = -Infinity): number {
+  if (!/^-?\d+$/.test(v) || Number(v) < min) throw invalid(`${what} must be a whole number${min === 0 ? ' (0 or more)' : ''}, got '${v}'`);
   return Number(v);
 }
 
@@ -257,14 +375,16 @@ function keyValuesMulti(list: string[]): Map<string, string[]> {
   return out;
 }
 
+const ALIASES: Record<string, string> = { list: 'ls', remove: 'rm' };
+
 /** Looks up `group sub` (e.g. "service ls"); aliases `list`->`ls`, `remove`->`rm`. */
 export function findCommand(group: string | undefined, sub: string | undefined): { key: string; cmd: Command } | undefined {
-  const alias: Record<string, string> = { list: 'ls', remove: 'rm' };
-  const key = `${group ?? ''} ${alias[sub ?? ''] ?? sub ?? ''}`;
+  const key = `${group ?? ''} ${ALIASES[sub ?? ''] ?? sub ?? ''}`;
   const cmd = commands[key];
   return cmd ? { key, cmd } : undefined;
 }
 
-export function usageText(): string {
-  return Object.values(commands).map((c) => `  ${c.usage}`).join('\n');
+/** Every command of the table, `group sub` -> command (help and completion read this). */
+export function commandTable(): ReadonlyArray<[string, Command]> {
+  return Object.entries(commands);
 }

@@ -2,21 +2,23 @@
 /**
  * `shoal`: the CLI and the daemons. `runCli` is the whole program minus process exit, so tests
  * drive it in-process; errors become one sentence on stderr and exit status 1 (2 for usage).
+ * Commands, help and completion come from the tables in commands.ts, system.ts and
+ * daemon-help.ts (the daemons' flags are listed here).
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { WebSocket } from 'ws';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { isShoalError, messageOf } from '../../src/errors.js';
-import { parseObjectKey } from '../../src/model/keys.js';
-import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath, type AgentProcessOptions } from '../daemon/index.js';
+import { DEFAULT_DATA_DIR, startAgent, startManager, type AgentProcessOptions } from '../daemon/index.js';
 import { DATAPLANE_CHOICES, type DataplaneChoice } from '../daemon/dataplane.js';
-import { formatDown, pidPath, procStartTime, shoalDown, type PidRecord } from '../daemon/down.js';
-import type { WatchFrame } from '../api/watch.js';
-import { wsUrl } from '../agent/session.js';
+import { pidPath, procStartTime, type PidRecord } from '../daemon/down.js';
 import type { Agent } from '../agent/index.js';
 import { registerAgentMetrics, registerManagerMetrics, Registry, serveMetrics } from '../metrics.js';
-import { one, parseArgs, type FlagSpec } from './args.js';
+import { VERSION } from '../version.js';
+import { isUsageError, one, parseArgs, usageError, type FlagSpec } from './args.js';
 import { resolveEndpoint } from './client.js';
-import { findCommand, GLOBAL_FLAGS, usageText } from './commands.js';
+import { commandTable, findCommand, GLOBAL_FLAGS } from './commands.js';
+import { daemonCommands } from './daemon-help.js';
+import { commandHelp, groupHelp, topHelp, wantsHelp, type CommandInfo } from './help.js';
+import { SYSTEM_COMMANDS } from './system.js';
 
 export interface Io { out: (s: string) => void; err: (s: string) => void; env: NodeJS.ProcessEnv }
 
@@ -58,26 +60,13 @@ async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, r
   return () => new Promise((r) => server.close(() => r()));
 }
 
-const USAGE = `usage: shoal COMMAND
-  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT] [--ingress-subnet CIDR]
-  shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT] [--ingress-subnet CIDR]
-  shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
-              [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]... [--vxlan-port 4789]
-              [--lb-dataplane auto|ipvs|nftables|none] [--resync-interval 30s]
-  shoal down [--data-dir DIR]     stop the local daemon and every task it ran; remove every namespace, link,
-                                 nft table and sysctl change Shoal made here (SIGTERM alone keeps them running)
-  shoal events
-${usageText()}
-global flags: --host URL (or SHOAL_HOST), --token T (or SHOAL_TOKEN), --data-dir DIR (or SHOAL_DATA_DIR), --format json
-`;
-
 /** Runs a daemon until SIGINT/SIGTERM; resolves with the exit code. */
 async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number> {
   const p = parseArgs(argv, DAEMON_FLAGS);
   if (p.positional.length) throw new Error(`shoal ${kind} takes no arguments (got '${p.positional[0]}')`);
   for (const f of p.flags.keys()) {
     const kinds = DAEMON_FLAG_KINDS[f];
-    if (kinds && !kinds.includes(kind)) throw new Error(`--${f} is not a flag of shoal ${kind} (only of shoal ${kinds.join(' and shoal ')})`);
+    if (kinds && !kinds.includes(kind)) throw usageError(`--${f} is not a flag of shoal ${kind} (only of shoal ${kinds.join(' and shoal ')})`);
   }
   const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
   const log = (m: string, e?: unknown): void => io.err(`${new Date().toISOString()} ${m}${e ? `: ${messageOf(e)}` : ''}\n`);
@@ -130,16 +119,6 @@ function announcePid(dataDir: string, kind: DaemonKind): void {
   writeFileSync(pidPath(dataDir), JSON.stringify(rec) + '\n', { mode: 0o600 });
 }
 
-/** `shoal down [--data-dir DIR]`: stop the daemon and its tasks, remove what Shoal made on this machine. */
-async function down(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, [{ name: 'data-dir' }]);
-  if (p.positional.length) throw new Error(`shoal down takes no arguments (got '${p.positional[0]}')`);
-  const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
-  const r = await shoalDown(dataDir);
-  io.out(formatDown(r));
-  return r.errors.length ? 1 : 0;
-}
-
 type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
@@ -174,31 +153,6 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   return out;
 }
 
-/** `shoal events`: the watch stream as one line per object change, until interrupted. */
-function events(argv: string[], io: Io): Promise<number> {
-  const p = parseArgs(argv, GLOBAL_FLAGS);
-  const ep = resolveEndpoint(endpointFlags(p), io.env);
-  return new Promise((resolve) => {
-    const ws = new WebSocket(wsUrl(ep.url, '/v1/watch'), { headers: { authorization: `Bearer ${ep.token}` } });
-    ws.on('message', (d) => {
-      const f = JSON.parse(d.toString()) as WatchFrame;
-      // On stderr, so scripts reading stdout see only events, but know when watching began.
-      if (f.type === 'established') io.err(`watching cluster events from revision ${f.revision}\n`);
-      if (f.type !== 'events') return;
-      for (const e of f.events) {
-        const o = parseObjectKey(e.key);
-        if (!o) continue;
-        const obj = e.value ? (JSON.parse(e.value) as { name?: string; spec?: { name?: string }; serviceName?: string; slot?: number }) : {};
-        const name = obj.name ?? obj.spec?.name ?? (obj.serviceName ? `${obj.serviceName}.${obj.slot}` : '');
-        io.out(`${new Date().toISOString()} ${o.kind.slice(0, -1)} ${e.type === 'put' ? 'update' : 'remove'} ${o.id}${name ? ` (name=${name})` : ''}\n`);
-      }
-    });
-    ws.on('error', (e) => { io.err(`shoal: ${e.message}\n`); resolve(1); });
-    ws.on('close', () => resolve(0));
-    process.once('SIGINT', () => ws.close());
-  });
-}
-
 function endpointFlags(p: ReturnType<typeof parseArgs>): { host?: string; token?: string; dataDir?: string } {
   const o: { host?: string; token?: string; dataDir?: string } = {};
   const host = one(p, 'host'), token = one(p, 'token'), dataDir = one(p, 'data-dir');
@@ -208,32 +162,79 @@ function endpointFlags(p: ReturnType<typeof parseArgs>): { host?: string; token?
   return o;
 }
 
+/** Every command, for help and completion: the object commands, the system ones, the daemons. */
+export function fullTable(): CommandInfo[] {
+  const objects = commandTable().map(([name, c]): CommandInfo => ({ name, usage: c.usage, summary: c.summary ?? '', flags: c.flags, globals: GLOBAL_FLAGS, ...(c.completes ? { completes: c.completes } : {}) }));
+  const system = Object.entries(SYSTEM_COMMANDS).map(([name, c]): CommandInfo => ({ name, usage: c.usage, summary: c.summary, flags: c.flags, ...(c.local ? {} : { globals: GLOBAL_FLAGS }) }));
+  return [...objects, ...system, ...daemonCommands(DAEMON_FLAGS)];
+}
+
+/** The groups (`network`, `service`, ...): whatever the command table has commands under. */
+const GROUPS = new Set(commandTable().filter(([k]) => k.includes(' ')).map(([k]) => k.split(' ')[0] as string));
+
+/** What a usage error tells to read. */
+class Usage extends Error {
+  constructor(err: unknown, readonly helpFor: string) { super(messageOf(err)); }
+}
+
+/**
+ * The whole CLI minus process exit. Exit status: 0 success; 1 error (the manager refused, it
+ * cannot be reached, a value is wrong); 2 usage (unknown command or flag, a flag without its
+ * value, wrong number of arguments). Errors are one line on stderr.
+ */
 export async function runCli(argv: string[], io: Io): Promise<number> {
   const [group, sub, ...rest] = argv;
   try {
-    if (!group || group === '--help' || group === 'help' || group === '-h') { io.out(USAGE); return group ? 0 : 2; }
-    if (group === 'up' || group === 'manager' || group === 'agent') return await daemon(group, argv.slice(1), io);
-    if (group === 'events') return await events(argv.slice(1), io);
-    if (group === 'down') return await down(argv.slice(1), io);
-    if (group === 'version') { io.out('shoal 0.1.0\n'); return 0; }
-    if (group === 'join-token') {
-      const p = parseArgs(argv.slice(1), GLOBAL_FLAGS);
-      const dir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
-      io.out(readFileSync(tokenPath(dir, 'join'), 'utf8'));
+    if (!group) { io.out(topHelp(fullTable(), GLOBAL_FLAGS)); return 2; }
+    if (group === '--help' || group === '-h' || group === 'help') {
+      if (group === 'help' && sub) return await runCli([...argv.slice(1), '--help'], io);
+      io.out(topHelp(fullTable(), GLOBAL_FLAGS));
       return 0;
     }
-    const found = findCommand(group, sub);
-    if (!found) {
-      io.err(`shoal: unknown command '${[group, sub].filter(Boolean).join(' ')}'; run 'shoal --help' for the list\n`);
-      return 2;
+    if (group === '--version' || group === '-v') { io.out(`shoal version ${VERSION}\n`); return 0; }
+    const daemonInfo = daemonCommands(DAEMON_FLAGS).find((c) => c.name === group);
+    if (daemonInfo) {
+      if (wantsHelp(argv.slice(1), DAEMON_FLAGS)) { io.out(commandHelp(daemonInfo)); return 0; }
+      return await usageBoundary(group, () => daemon(group as 'up' | 'manager' | 'agent', argv.slice(1), io));
     }
-    const p = parseArgs(rest, [...GLOBAL_FLAGS, ...found.cmd.flags]);
+    const system = SYSTEM_COMMANDS[group];
+    if (system) {
+      const flags = [...(system.local ? [] : GLOBAL_FLAGS), ...system.flags];
+      if (wantsHelp(argv.slice(1), flags)) { io.out(commandHelp(fullTable().find((c) => c.name === group) as CommandInfo)); return 0; }
+      const p = await usageBoundary(group, async () => parseArgs(argv.slice(1), flags));
+      return await usageBoundary(group, () => system.run({ p, io, endpoint: () => resolveEndpoint(endpointFlags(p), io.env), table: fullTable, globals: GLOBAL_FLAGS }));
+    }
+    if (!GROUPS.has(group)) throw new Usage(usageError(`unknown command '${group}'`), '');
+    if (!sub || sub === '--help' || sub === '-h') {
+      io.out(groupHelp(group, fullTable()));
+      return sub ? 0 : 2;
+    }
+    const found = findCommand(group, sub);
+    if (!found) throw new Usage(usageError(`unknown command '${group} ${sub}'`), group);
+    const { key, cmd } = found;
+    const flags = [...GLOBAL_FLAGS, ...cmd.flags];
+    if (wantsHelp(rest, flags, cmd.stopAtArgument)) { io.out(commandHelp(fullTable().find((c) => c.name === key) as CommandInfo)); return 0; }
+    const p = await usageBoundary(key, async () => parseArgs(rest, flags, { stopAtArgument: cmd.stopAtArgument === true }));
     const ep = resolveEndpoint(endpointFlags(p), io.env);
-    io.out(await found.cmd.run(ep, p, io.out));
+    io.out(await usageBoundary(key, () => cmd.run(ep, p, io.out)));
     return 0;
   } catch (e) {
+    if (e instanceof Usage) {
+      io.err(`shoal: ${e.message} (see 'shoal ${e.helpFor ? `${e.helpFor} ` : ''}--help')\n`);
+      return 2;
+    }
     io.err(`shoal: ${isShoalError(e) || e instanceof Error ? messageOf(e) : String(e)}\n`);
     return 1;
+  }
+}
+
+/** Runs `fn`; a usage error it throws becomes a {@link Usage} pointing at `command`'s help. */
+async function usageBoundary<T>(command: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (isUsageError(e)) throw new Usage(e, command);
+    throw e;
   }
 }
 

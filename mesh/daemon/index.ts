@@ -30,6 +30,8 @@ import type { NetworkDriver as DriverName } from '../../src/model/types.js';
 export const DEFAULT_DATA_DIR = '/var/lib/shoal';
 export const socketPath = (dataDir: string): string => join(dataDir, 'shoal.sock');
 export const tokenPath = (dataDir: string, which: 'manager' | 'join'): string => join(dataDir, `${which}.token`);
+/** What an agent writes in its data dir about itself (`shoal info` reads it). */
+export const NODE_INFO_FILE = 'node-info.json';
 
 export interface ManagerProcessOptions {
   dataDir: string;
@@ -178,5 +180,9 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     ...(o.resyncIntervalMs !== undefined ? { resyncIntervalMs: o.resyncIntervalMs } : {}),
   });
   agent.start();
-  return { agent, async stop() { await agent.stop(); await ctx?.close(); } };
+  // For `shoal info` on this machine: which node this is and how it balances (the CLI reads it beside the tokens).
+  writeFileSync(join(o.dataDir, NODE_INFO_FILE), JSON.stringify({
+    name, address, isolation, vipDataplane: lb?.kind ?? 'none', publishedPorts: ctx ? 'nftables' : 'userspace', pid: process.pid,
+  }) + '\n');
+  return { agent, async stop() { await agent.stop(); await ctx?.close(); rmSync(join(o.dataDir, NODE_INFO_FILE), { force: true }); } };
 }

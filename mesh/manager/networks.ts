@@ -50,6 +50,8 @@ export async function createNetwork(store: Store, req: NetworkCreate, opts: Crea
       net.vni = vni.value;
     }
     if (opts.ingress) net.ingress = true;
+    if (req.internal) net.internal = true;
+    if (req.attachable) net.attachable = true;
     success.push(putName('networks', req.name, id), putObject('networks', id, net));
     created = net;
     return { compares, success };

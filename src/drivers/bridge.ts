@@ -25,7 +25,7 @@ export class BridgeDriver implements NetworkDriver {
   async createNetwork(net: Network): Promise<void> {
     await ensureGatewayBridge(this.ctx, net, networkMtu(net, BRIDGE_DEFAULT_MTU));
     await enableForwarding(this.ctx, net);
-    await syncNat(this.ctx);
+    await syncNat(this.ctx, { bridge: bridgeName(this.ctx.prefix, net.id), internal: net.internal === true });
   }
 
   async deleteNetwork(net: Network): Promise<void> {

@@ -6,9 +6,11 @@
  * addresses: createNetwork/deleteNetwork change that set, then {@link syncNat} regenerates the
  * whole table from it in ONE `nft -f` transaction (add, delete, declare: atomic replace).
  * Reading the bridges back, rather than keeping a list in memory, means a restarted agent's
- * first createNetwork cannot drop the rules of networks it has not re-ensured yet.
+ * first createNetwork cannot drop the rules of networks it has not re-ensured yet. Which
+ * bridges belong to internal networks (`--internal`: nothing routed in or out, no NAT) is kept
+ * in the table itself, in the set `internal`, and read back the same way.
  */
-import { invalid } from '../errors.js';
+import { invalid, isNotFound } from '../errors.js';
 import { cidrContains, formatCidr, parseCidr } from '../ipam/cidr.js';
 import { bridgeWildcard, natTableName, ownedKind } from './names.js';
 import { serializerOf } from './serial.js';
@@ -19,6 +21,8 @@ export interface NatNetwork {
   bridge: string;
   /** Subnets (canonical CIDRs) of the addresses on the bridge, IPv4 and/or IPv6. */
   subnets: readonly string[];
+  /** An internal network: no masquerade, nothing forwarded between it and any other interface. */
+  internal?: boolean;
 }
 
 const LINK_LOCAL_V6 = parseCidr('fe80::/10');
@@ -30,6 +34,9 @@ const SAFE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
  *   traffic leaving a network through any other interface carries the node's address;
  * - forward: `iifname BRIDGE oifname "<prefix>b*" oifname != BRIDGE drop`: nothing is routed
  *   from one Shoal bridge to another (traffic within one bridge is switched, never forwarded).
+ * - internal networks: no masquerade; forward `iifname BRIDGE oifname != BRIDGE drop` and
+ *   `oifname BRIDGE iifname != BRIDGE drop` (no route out or in; the node itself still reaches
+ *   the gateway, so the embedded DNS answers); their bridges are listed in the set `internal`.
  * No networks: the table is deleted (absent already = fine).
  */
 export function natRules(prefix: string, networks: readonly NatNetwork[]): string {
@@ -39,17 +46,24 @@ export function natRules(prefix: string, networks: readonly NatNetwork[]): strin
   const sorted = [...networks].sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0));
   const masquerade: string[] = [];
   const isolate: string[] = [];
+  const internal: string[] = [];
   for (const n of sorted) {
     if (!SAFE_NAME.test(n.bridge)) throw invalid(`'${n.bridge}' is not an interface name`);
     for (const s of n.subnets) {
       const c = parseCidr(s);
-      masquerade.push(`${c.family === 4 ? 'ip' : 'ip6'} saddr ${formatCidr(c)} oifname != "${n.bridge}" masquerade`);
+      if (!n.internal) masquerade.push(`${c.family === 4 ? 'ip' : 'ip6'} saddr ${formatCidr(c)} oifname != "${n.bridge}" masquerade`);
     }
-    isolate.push(`iifname "${n.bridge}" oifname "${bridgeWildcard(prefix)}" oifname != "${n.bridge}" counter drop`);
+    if (n.internal) {
+      internal.push(n.bridge);
+      isolate.push(`iifname "${n.bridge}" oifname != "${n.bridge}" counter drop`, `oifname "${n.bridge}" iifname != "${n.bridge}" counter drop`);
+    } else {
+      isolate.push(`iifname "${n.bridge}" oifname "${bridgeWildcard(prefix)}" oifname != "${n.bridge}" counter drop`);
+    }
   }
   const rules = (lines: string[]): string => lines.map((l) => `\t\t${l}\n`).join('');
+  const set = internal.length ? `\tset ${INTERNAL_SET} {\n\t\ttype ifname\n\t\telements = { ${internal.map((b) => `"${b}"`).join(', ')} }\n\t}\n` : '';
   return `${head}table inet ${table} {
-\tchain postrouting {
+${set}\tchain postrouting {
 \t\ttype nat hook postrouting priority srcnat; policy accept;
 ${rules(masquerade)}\t}
 \tchain forward {
@@ -57,6 +71,27 @@ ${rules(masquerade)}\t}
 ${rules(isolate)}\t}
 }
 `;
+}
+
+/** The set of the NAT table naming the bridges of internal networks. */
+const INTERNAL_SET = 'internal';
+
+/** The bridges the NAT table now lists as internal (none when the table is absent). */
+export async function internalBridges(ctx: DriverContext): Promise<Set<string>> {
+  let json;
+  try {
+    json = await ctx.nft.list(natTableName(ctx.prefix), 'inet');
+  } catch (e) {
+    if (isNotFound(e)) return new Set();
+    throw e;
+  }
+  const out = new Set<string>();
+  for (const o of json.nftables) {
+    const set = o['set'] as { name?: string; elem?: unknown[] } | undefined;
+    if (set?.name !== INTERNAL_SET) continue;
+    for (const e of set.elem ?? []) if (typeof e === 'string') out.add(e);
+  }
+  return out;
 }
 
 /** The owned bridges of the node namespace and the subnets of their (non link-local) addresses. */
@@ -78,9 +113,15 @@ export async function ownedBridges(ctx: DriverContext): Promise<NatNetwork[]> {
 /**
  * Regenerate the table from the owned bridges present now. Serialized per `ctx.nft` (one
  * node's drivers share it) so two concurrent syncs cannot apply a stale view last.
+ * `change` says whether one bridge (the network being created) is internal; the others keep
+ * what the table said.
  */
-export function syncNat(ctx: DriverContext): Promise<void> {
+export function syncNat(ctx: DriverContext, change?: { bridge: string; internal: boolean }): Promise<void> {
   return serializerOf(ctx.nft).run('nat', async () => {
-    await ctx.nft.apply(natRules(ctx.prefix, await ownedBridges(ctx)));
+    const internal = await internalBridges(ctx);
+    if (change?.internal) internal.add(change.bridge);
+    else if (change) internal.delete(change.bridge);
+    const bridges = (await ownedBridges(ctx)).map((b) => (internal.has(b.bridge) ? { ...b, internal: true } : b));
+    await ctx.nft.apply(natRules(ctx.prefix, bridges));
   });
 }

@@ -65,7 +65,7 @@ export class OverlayDriver implements NetworkDriver, PeerProgrammer {
     await this.ctx.links.setMaster(vx, br);
     await this.ctx.links.setUp(vx);
     await enableForwarding(this.ctx, net);
-    await syncNat(this.ctx);
+    await syncNat(this.ctx, { bridge: bridgeName(this.ctx.prefix, net.id), internal: net.internal === true });
   }
 
   async deleteNetwork(net: Network): Promise<void> {

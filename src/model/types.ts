@@ -25,6 +25,10 @@ export interface Network {
   vni?: number;
   /** True for the cluster's ingress network (created by the system, not by users). */
   ingress?: boolean;
+  /** `--internal`: nothing is routed between the network and anything else (no NAT, no way out). */
+  internal?: boolean;
+  /** `--attachable`: standalone containers may join it (recorded for the attachment front doors to check). */
+  attachable?: boolean;
   /** Driver options (`-o k=v`), e.g. `parent=eth0` for macvlan, `mtu=1400`. */
   options: Record<string, string>;
   labels: Record<string, string>;
@@ -74,6 +78,8 @@ export interface ServiceSpec {
   replicas: number;
   ports: PortConfig[];
   networks: ServiceNetwork[];
+  /** Container image (run by a container runtime); absent: `command` runs as a process. */
+  image?: string;
   /** The task's command (argv). */
   command: string[];
   env: Record<string, string>;

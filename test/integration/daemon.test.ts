@@ -2,7 +2,7 @@
  * The real processes: `shoal manager` and `shoal agent` as separate programs on a durable data
  * dir. A manager killed with SIGKILL comes back with its state and the agent resumes; an agent
  * killed with SIGKILL comes back and adopts the task processes it had started (same pids).
- * `shoal events` prints changes as they happen.
+ * `shoal events` prints changes as they happen, with Docker's verbs and task state transitions.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -87,7 +87,9 @@ describe('shoal manager and shoal agent as processes', () => {
     expect(shoal('network', 'create', '--subnet', '10.93.0.0/24', 'app').code).toBe(0);
     expect(shoal('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'app', '--', 'sleep', '600').code).toBe(0);
     await until(() => runningTasks().length === 2, '2 running tasks', 20_000);
-    await until(() => /network update \w+ \(name=app\)/.test(ev.output()) && /service update \w+ \(name=web\)/.test(ev.output()), 'events printed');
+    // Docker's verbs: a creation is a create (the issue: it was printed as update).
+    await until(() => /network create \w+ \(name=app, driver=overlay\)/.test(ev.output()) && /service create \w+ \(name=web, replicas=2\)/.test(ev.output()), 'events printed');
+    expect(ev.output()).toMatch(/task update \w+ \(name=web\.\d\.\w+, state=running, was=starting/);
     await kill(ev.child, 'SIGTERM');
   });
 

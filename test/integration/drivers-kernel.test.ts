@@ -162,6 +162,60 @@ describe('bridge driver', () => {
   });
 });
 
+describe('internal networks', () => {
+  it('route nothing in or out (no NAT), still switch between their tasks and reach the node at the gateway; the flag survives other networks\' syncs', async () => {
+    const n = await node('int');
+    const out = await box('iout');
+    await n.links.ensureVeth({ name: 'up0', peer: 'out0', peerNetns: out.ns });
+    await n.links.ensureAddress('up0', '203.0.113.1/24');
+    await n.links.setUp('up0');
+    await out.w.links.ensureAddress('out0', '203.0.113.2/24');
+    await out.w.links.setUp('out0');
+    // The outside knows the way to both networks (through the node): only the internal one must refuse.
+    for (const dst of ['10.20.5.0/24', '10.20.6.0/24']) await out.w.links.ensureRoute({ dst, via: '203.0.113.1' });
+
+    const d = new BridgeDriver(n);
+    const internal = network('e5e5e5e5e5e5e5e5', 'i', '10.20.5.0/24', '10.20.5.1', { internal: true });
+    const open = network('f6f6f6f6f6f6f6f6', 'o', '10.20.6.0/24', '10.20.6.1');
+    await d.createNetwork(internal);
+    await d.createNetwork(internal);
+    // Created after: its sync must keep the internal network's rules (read back from the table).
+    await d.createNetwork(open);
+    const [i1, i2, o1] = [await box('i1'), await box('i2'), await box('o1')];
+    await d.join(internal, ep(internal, 't1', '10.20.5.11'), { netns: i1.ns, ifname: 'eth0', links: i1.w.links }, { defaultRoute: true });
+    await d.join(internal, ep(internal, 't2', '10.20.5.12'), { netns: i2.ns, ifname: 'eth0', links: i2.w.links }, { defaultRoute: true });
+    await d.join(open, ep(open, 't3', '10.20.6.11'), { netns: o1.ns, ifname: 'eth0', links: o1.w.links }, { defaultRoute: true });
+
+    const outPort = await listen(out.w, '203.0.113.2');
+    expect(await tcp(o1.w, '203.0.113.2', outPort)).toBe('hello 203.0.113.2'); // the open network goes out
+    const before = await countedPackets(n);
+    await unreachable(i1.w, '203.0.113.2', outPort); // the internal one does not
+    expect(await countedPackets(n)).toBeGreaterThan(before);
+    const inPort = await listen(i2.w);
+    await unreachable(out.w, '10.20.5.12', inPort); // nor can anything be routed in
+    expect(await tcp(i1.w, '10.20.5.12', inPort)).toBe('hello 10.20.5.12'); // tasks of the network talk
+    expect(await tcp(o1.w, '10.20.6.1', await listen(await nodeShell('int'), '10.20.6.1'))).toBe('hello 10.20.6.1');
+    const nodePort = await listen(await nodeShell('int'), '10.20.5.1');
+    expect(await tcp(i1.w, '10.20.5.1', nodePort)).toBe('hello 10.20.5.1'); // the node's listeners (the DNS) answer
+
+    const rules = JSON.stringify(await n.nft.list(`${OWNER}_net`, 'inet'));
+    expect(rules).not.toMatch(/10\.20\.5\.0[^"]*"[^}]*masquerade/);
+    await d.leave(internal, ep(internal, 't1', '10.20.5.11'), { netns: i1.ns, ifname: 'eth0' });
+    await d.leave(internal, ep(internal, 't2', '10.20.5.12'), { netns: i2.ns, ifname: 'eth0' });
+    await d.leave(open, ep(open, 't3', '10.20.6.11'), { netns: o1.ns, ifname: 'eth0' });
+    await d.deleteNetwork(internal);
+    await d.deleteNetwork(open);
+    await expectNodeClean(n);
+  });
+});
+
+/** A worker with the test's handlers inside a node's namespace (to listen on its gateway addresses). */
+async function nodeShell(name: string): Promise<NetnsWorker> {
+  const w = await NetnsWorker.start({ netns: `${prefix}-${name}`, modules: { t: HANDLERS } });
+  closers.unshift(() => w.close());
+  return w;
+}
+
 describe('overlay driver', () => {
   it('carries TCP between sandboxes on three nodes over VXLAN; a removed peer is unreachable and unprogrammed', async () => {
     // The underlay: a switch (bridge) in its own netns, one veth per node.

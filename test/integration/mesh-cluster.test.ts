@@ -98,9 +98,9 @@ describe('CLI against a live cluster', () => {
     expect(Object.values(svc.vips)[0]?.v4).toMatch(/^10\.91\.0\.\d+$/);
     expect(addrs).not.toContain(Object.values(svc.vips)[0]?.v4);
     const ls = await cli(m, 'service', 'ls');
-    expect(ls.out).toMatch(/web\s+vip\s+4\/4\s+\*:8080->80\/tcp/);
+    expect(ls.out).toMatch(/web\s+replicated\s+4\/4\s+-- sleep 600\s+\*:8080->80\/tcp/);
     const ps = await cli(m, 'service', 'ps', 'web');
-    expect(ps.out.match(/Running/g)).toHaveLength(4);
+    expect(ps.out.match(/Running +Running \d+ seconds? ago/g)).toHaveLength(4); // desired, current
 
     expect((await cli(m, 'service', 'scale', 'web=1')).code).toBe(0);
     await until(async () => {
@@ -186,6 +186,14 @@ describe('CLI against a live cluster', () => {
       req.end();
     });
     expect(seen).toMatch(/tick 30/);
+    // Across nodes: the last 5 lines of each task, merged by the time each was written.
+    const tail = (await cli(m, 'service', 'logs', 'talker', '--tail', '5', '--timestamps')).out.trim().split('\n');
+    expect(tail).toHaveLength(10);
+    const times = tail.map((l) => Date.parse(/\| (\S+Z) /.exec(l)?.[1] ?? ''));
+    expect(times.every((t) => Number.isFinite(t))).toBe(true);
+    expect(times).toEqual([...times].sort((x, y) => x - y));
+    const nodesOf = new Set(ts.map((t) => t.nodeId));
+    expect(new Set(tail.map((l) => /@(node-[ab]) \|/.exec(l)?.[1])).size).toBe(nodesOf.size);
     expect((await cli(m, 'service', 'rm', 'talker')).code).toBe(0);
   });
 

@@ -109,6 +109,32 @@ table inet sh_net {
 `);
   });
 
+  it('renders internal networks without masquerade, cut off both ways, listed in the set it is read back from (golden)', () => {
+    const script = natRules('sh', [
+      { bridge: 'shbbbbbbbbbbb', subnets: ['10.0.2.0/24'] },
+      { bridge: 'shba1b2c3d4e5', subnets: ['10.0.1.0/24'], internal: true },
+    ]);
+    expect(script).toBe(`add table inet sh_net
+delete table inet sh_net
+table inet sh_net {
+\tset internal {
+\t\ttype ifname
+\t\telements = { "shba1b2c3d4e5" }
+\t}
+\tchain postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tip saddr 10.0.2.0/24 oifname != "shbbbbbbbbbbb" masquerade
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname "shba1b2c3d4e5" oifname != "shba1b2c3d4e5" counter drop
+\t\toifname "shba1b2c3d4e5" iifname != "shba1b2c3d4e5" counter drop
+\t\tiifname "shbbbbbbbbbbb" oifname "shb*" oifname != "shbbbbbbbbbbb" counter drop
+\t}
+}
+`);
+  });
+
   it('is independent of input order and deletes the table when no network is left', () => {
     const a = { bridge: 'shb0000000001', subnets: ['10.0.1.0/24'] };
     const b = { bridge: 'shb0000000002', subnets: ['10.0.2.0/24'] };

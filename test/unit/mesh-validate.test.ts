@@ -73,6 +73,11 @@ describe('parseNetworkCreate', () => {
     ['macvlan with a parent', { name: 'lan', driver: 'macvlan', options: { parent: 'eth0' } }, { name: 'lan', driver: 'macvlan', ipv6: false, options: { parent: 'eth0' }, labels: {} }],
     ['smallest mtu', { name: 'app', options: { mtu: '1280' } }, { name: 'app', driver: 'overlay', ipv6: false, options: { mtu: '1280' }, labels: {} }],
     ['largest mtu', { name: 'app', options: { mtu: '9000' } }, { name: 'app', driver: 'overlay', ipv6: false, options: { mtu: '9000' }, labels: {} }],
+    ['every option a bridge reads', { name: 'b', driver: 'bridge', options: { mtu: '1400', 'dns.ttl': '5' } }, { name: 'b', driver: 'bridge', ipv6: false, options: { mtu: '1400', 'dns.ttl': '5' }, labels: {} }],
+    ['every option a macvlan reads', { name: 'm', driver: 'macvlan', options: { parent: 'eth0', mtu: '1400', 'dns.ttl': '0' } }, { name: 'm', driver: 'macvlan', ipv6: false, options: { parent: 'eth0', mtu: '1400', 'dns.ttl': '0' }, labels: {} }],
+    ['internal and attachable', { name: 'app', internal: true, attachable: true }, { name: 'app', driver: 'overlay', ipv6: false, options: {}, labels: {}, internal: true, attachable: true }],
+    ['internal false is no flag', { name: 'app', internal: false, attachable: false }, { name: 'app', driver: 'overlay', ipv6: false, options: {}, labels: {} }],
+    ['an internal bridge', { name: 'app', driver: 'bridge', internal: true }, { name: 'app', driver: 'bridge', ipv6: false, options: {}, labels: {}, internal: true }],
   ])('accepts %s', (_name, body, want) => {
     expect(parseNetworkCreate(body)).toEqual(want);
   });
@@ -81,7 +86,7 @@ describe('parseNetworkCreate', () => {
     ['null', null, /^network must be a JSON object$/],
     ['an array', [{ name: 'app' }], /^network must be a JSON object$/],
     ['a string', 'app', /^network must be a JSON object$/],
-    ['an unknown field', { name: 'app', colour: 'blue' }, /^unknown field 'colour' in network \(allowed: name, driver, subnet, gateway, ipv6, subnetV6, gatewayV6, options, labels\)$/],
+    ['an unknown field', { name: 'app', colour: 'blue' }, /^unknown field 'colour' in network \(allowed: name, driver, subnet, gateway, ipv6, subnetV6, gatewayV6, options, labels, internal, attachable\)$/],
     ['no name', {}, /^network name is required$/],
     ['a bad name', { name: 'my net' }, /^network name 'my net' is invalid/],
     ['an id-like name', { name: 'deadbeefdeadbeef' }, /^network name 'deadbeefdeadbeef' looks like an id/],
@@ -103,12 +108,30 @@ describe('parseNetworkCreate', () => {
     ['mtu too large', { name: 'app', options: { mtu: '9001' } }, /^network option mtu must be an integer from 1280 to 9000, got '9001'$/],
     ['mtu not a number', { name: 'app', options: { mtu: 'big' } }, /^network option mtu .* got 'big'$/],
     ['mtu not an integer', { name: 'app', options: { mtu: '1400.5' } }, /^network option mtu .* got '1400.5'$/],
+    ['an option no driver reads', { name: 'app', options: { foo: 'bar' } }, /^network option 'foo' is not an option of the overlay driver \(known: mtu, dns\.ttl\)$/],
+    ['parent on a bridge', { name: 'app', driver: 'bridge', options: { parent: 'eth0' } }, /^network option 'parent' is not an option of the bridge driver \(known: mtu, dns\.ttl\)$/],
+    ['Docker\'s mtu option', { name: 'app', options: { 'com.docker.network.driver.mtu': '1400' } }, /^network option 'com\.docker\.network\.driver\.mtu' is not an option of the overlay driver \(known: mtu, dns\.ttl\); Docker's com\.docker\.network\.driver\.mtu is mtu here$/],
+    ['a Docker bridge option', { name: 'app', driver: 'bridge', options: { 'com.docker.network.bridge.name': 'br0' } }, /^network option 'com\.docker\.network\.bridge\.name' is not an option of the bridge driver/],
+    ['a macvlan option Shoal does not read', { name: 'app', driver: 'macvlan', options: { parent: 'eth0', macvlan_mode: 'bridge' } }, /known: parent, mtu, dns\.ttl\)$/],
+    ['internal not a boolean', { name: 'app', internal: 'yes' }, /^network\.internal must be true or false$/],
+    ['attachable not a boolean', { name: 'app', attachable: 1 }, /^network\.attachable must be true or false$/],
+    ['an internal macvlan', { name: 'app', driver: 'macvlan', internal: true, options: { parent: 'eth0' } }, /^--internal applies to bridge and overlay networks/],
   ];
   it.each(bad)('refuses %s', (_name, body, message) => {
     expect(errorOf(() => parseNetworkCreate(body)).message).toMatch(message);
   });
 
-  it('gives unknown fields their own code', () => {
+  it('refuses encrypted as not supported yet (NotImplemented), on every driver', () => {
+    for (const driver of ['overlay', 'bridge']) {
+      let err: unknown;
+      try { parseNetworkCreate({ name: 'app', driver, options: { encrypted: '' } }); } catch (e) { err = e; }
+      expect(isShoalError(err) && err.kind).toBe('NotImplemented');
+      expect(isShoalError(err) && err.message).toMatch(/^network option encrypted is not supported yet/);
+    }
+  });
+
+  it('gives unknown fields and options their own codes', () => {
+    expect(errorOf(() => parseNetworkCreate({ name: 'app', options: { x: '1' } })).code).toBe('SHOAL_ERR_UNKNOWN_OPTION');
     expect(errorOf(() => parseNetworkCreate({ name: 'app', colour: 1 })).code).toBe('SHOAL_ERR_UNKNOWN_FIELD');
     expect(errorOf(() => parseNetworkCreate({})).code).toBe('SHOAL_ERR_INVALID_PARAMETER');
   });
