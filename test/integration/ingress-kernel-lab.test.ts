@@ -19,7 +19,7 @@ describe('ingress routing mesh on IPVS in the kernel lab', () => {
         'dist/mesh/daemon/dataplane.js', 'dist/ingress/ipvs/load-balancer.js', 'dist/src/kernel/ipvs-genl.js',
         'dist/src/kernel/netns-roamer-handlers.js', 'dist/src/kernel/netns-worker.js',
       ],
-      checks: ['has-ipvs', 'harness', 'ingress-sandboxes', 'services', 'every-node', 'all-replicas', 'no-local-replica', 'ipvsadm', 'host-hop', 'ipvsadm-clear-repaired', 'remove', 'cleanup'],
+      checks: ['has-ipvs', 'harness', 'ingress-sandboxes', 'services', 'every-node', 'all-replicas', 'no-local-replica', 'vip-every-port', 'ipvsadm', 'host-hop', 'ipvsadm-clear-repaired', 'remove', 'cleanup'],
       vmTimeoutS: 420,
     });
   }, 660_000);

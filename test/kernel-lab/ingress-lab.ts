@@ -192,6 +192,29 @@ async function main(): Promise<void> {
       return `solo answers through ${out.join(', ')}`;
     });
 
+    await check('vip-every-port', async () => {
+      // A task calling another service's VIP: IPVS in the caller's own sandbox, a fwmark service
+      // per VIP and protocol (marked by the agent's nft table), the destination port kept and
+      // the caller's own address seen by the replica.
+      assert(solo, 'no solo task');
+      const s = solo;
+      const caller = web[0] as Task;
+      const callerNs = `${homeOf(caller).netns}-${caller.id}`;
+      const svc = (await hh.json<Array<{ vips: Record<string, { v4: string }> }>>('service', 'inspect', 'solo'))[0];
+      const vip = Object.values(svc?.vips ?? {})[0]?.v4;
+      assert(vip, 'solo has no VIP');
+      const r = await until(`curl ${vip}:80 from ${callerNs}`, async () => {
+        const c = await run('ip', ['netns', 'exec', callerNs, 'curl', '-sS', '-m', '10', `http://${vip}:80/`]).catch(() => '');
+        return c.trim() ? c.trim() : undefined;
+      });
+      assert(nameOf(r) === taskName(s), `the VIP answered '${r}', not ${taskName(s)}`);
+      const appAddr = Object.entries(caller.addresses).find(([id]) => id !== ingress?.id)?.[1]?.v4;
+      assert(r.endsWith(` ${appAddr ?? '?'}`), `solo saw '${r}', not the caller's own address ${appAddr ?? '?'}`);
+      const fwm = (await ipvsadm(callerNs)).filter((l) => l.startsWith('FWM ') && !l.includes('->'));
+      assert(fwm.length === 4, `ipvsadm in ${callerNs}: ${fwm.length} fwmark services, want 4 (web and solo, TCP and UDP):\n${fwm.join('\n')}`);
+      return `${taskName(caller)} -> solo's VIP ${vip}:80 through IPVS in its own sandbox: '${r}' (its own address kept); ${fwm.length} FWM services there`;
+    });
+
     await check('ipvsadm', async () => {
       assert(solo, 'no solo task');
       const s = solo;
