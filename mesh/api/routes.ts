@@ -8,6 +8,7 @@
  *   GET    /v1/services                  POST /v1/services
  *   GET    /v1/services/:ref             DELETE /v1/services/:ref
  *   POST   /v1/services/:ref/update      POST /v1/services/:ref/scale {replicas}
+ *   POST   /v1/services/:ref/rollback {version?}
  *   GET    /v1/tasks?service=&node=      GET /v1/tasks/:ref         POST /v1/tasks/prune
  *   GET    /v1/nodes                     GET /v1/nodes/:ref         DELETE /v1/nodes/:ref?force=1
  *   POST   /v1/nodes/:ref/update         POST /v1/nodes/prune
@@ -19,10 +20,10 @@ import type { Manager } from '../manager/index.js';
 import { createNetwork, pruneNetworks, removeNetwork, updateNetworkLabels } from '../manager/networks.js';
 import { pruneNodes, removeNode, updateNode } from '../manager/nodes.js';
 import { deleteObject, listObjects, resolveObject, unchanged } from '../manager/objects.js';
-import { createService, removeService, updateService } from '../manager/services.js';
+import { createService, removeService, rollbackService, updateService } from '../manager/services.js';
 import { TERMINAL } from '../manager/plan.js';
 import { route, type Route } from './http.js';
-import { parseNetworkCreate, parseNodeUpdate, parseScale, parseServiceCreate, parseServiceUpdate } from './validate.js';
+import { parseNetworkCreate, parseNodeUpdate, parseRollback, parseScale, parseServiceCreate, parseServiceUpdate } from './validate.js';
 
 function noBody(body: unknown): void {
   if (body !== undefined) throw invalid('this request takes no body');
@@ -60,6 +61,7 @@ export function routes(m: Manager): Route[] {
     route('DELETE', '/v1/services/:ref', async (r) => { noBody(r.body); return { body: await removeService(s, r.params['ref'] ?? '') }; }),
     route('POST', '/v1/services/:ref/update', async (r) => ({ body: await updateService(s, r.params['ref'] ?? '', parseServiceUpdate(r.body)) })),
     route('POST', '/v1/services/:ref/scale', async (r) => ({ body: await updateService(s, r.params['ref'] ?? '', { replicas: parseScale(r.body) }) })),
+    route('POST', '/v1/services/:ref/rollback', async (r) => ({ body: await rollbackService(s, r.params['ref'] ?? '', parseRollback(r.body)) })),
 
     route('GET', '/v1/tasks', async (r) => {
       let tasks = (await listObjects(s, 'tasks')).map((v) => v.obj);

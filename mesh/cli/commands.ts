@@ -2,11 +2,13 @@
  * The `shoal` commands that talk to a manager. `runCommand` returns the text to print; errors
  * are thrown as ShoalErrors and printed by main.ts as one sentence with a non-zero exit.
  */
-import { invalid } from '../../src/errors.js';
+import { conflict, invalid } from '../../src/errors.js';
 import { taskName, type Network, type Node, type Service, type Task } from '../../src/model/types.js';
 import { all, isSet, keyValues, one, parsePublish, type FlagSpec, type Parsed } from './args.js';
 import { call, stream, type Endpoint } from './client.js';
 import { ago, table } from './format.js';
+import { editedFields, swarmBody, SWARM_CREATE_FLAGS, SWARM_UPDATE_FLAGS, SWARM_USAGE } from './service-flags.js';
+import { prettyService } from './service-pretty.js';
 
 export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'host', short: 'H' }, { name: 'token' }, { name: 'data-dir' }, { name: 'format' }, { name: 'quiet', short: 'q', bool: true },
@@ -93,10 +95,11 @@ const commands: Record<string, Command> = {
   },
 
   'service create': {
-    usage: 'shoal service create --name NAME [--replicas N] [-p PUBLISHED:TARGET[/udp]] [-p mode=host,published=P,target=T] [--network NET] [--network-alias NET=ALIAS] [--endpoint-mode vip|dnsrr] [-e K=V] [--health-type tcp|http] [--health-port P] [--health-path /] [--health-interval MS] [--dns-option OPT] [--lb-scheduler rr|wrr|random|lc|sh|mh] [--affinity-timeout S] [--drain-timeout MS] [--traffic-policy cluster|local] -- CMD...',
+    usage: `shoal service create --name NAME [--replicas N] [-p PUBLISHED:TARGET[/udp]] [-p mode=host,published=P,target=T] [--network NET] [--network-alias NET=ALIAS] [--endpoint-mode vip|dnsrr] [-e K=V] [--health-type tcp|http] [--health-port P] [--health-path /] [--health-interval MS] [--dns-option OPT] [--lb-scheduler rr|wrr|random|lc|sh|mh] [--affinity-timeout S] [--drain-timeout MS] [--traffic-policy cluster|local] ${SWARM_USAGE} -- CMD...`,
     flags: [{ name: 'name' }, { name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true },
       { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
-      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' }],
+      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' },
+      ...SWARM_CREATE_FLAGS],
     run: async (ep, p) => {
       const usage = commands['service create']!.usage;
       const name = one(p, 'name') ?? p.positional[0];
@@ -105,6 +108,7 @@ const commands: Record<string, Command> = {
       const command = [...extra, ...p.rest];
       if (command.length === 0) throw invalid(`a command is required after --: usage: ${usage}`);
       const body = serviceBody(p);
+      Object.assign(body, swarmBody(p, body['env'] as Record<string, string> | undefined));
       const s = await call<Service>(ep, 'POST', '/v1/services', { name, command, ...body });
       return wantJson(p) ? json(s) : `${s.id}\n`;
     },
@@ -117,8 +121,12 @@ const commands: Record<string, Command> = {
       if (wantJson(p)) return json(services);
       if (isSet(p, 'quiet')) return services.map((s) => s.id + '\n').join('');
       return table(['ID', 'NAME', 'MODE', 'REPLICAS', 'PORTS'], services.map((s) => {
-        const running = tasks.filter((t) => t.serviceId === s.id && t.desiredState === 'running' && t.status.state === 'running').length;
-        return [s.id.slice(0, 12), s.spec.name, s.spec.endpointMode, `${running}/${s.spec.replicas}`, servicePorts(s)];
+        const mine = tasks.filter((t) => t.serviceId === s.id && t.desiredState === 'running');
+        const running = mine.filter((t) => t.status.state === 'running').length;
+        // A global service wants one task per eligible node: as many as it was given.
+        const global = s.spec.mode === 'global';
+        const desired = global ? mine.filter((t) => !['complete', 'failed', 'shutdown', 'orphaned'].includes(t.status.state)).length : s.spec.replicas;
+        return [s.id.slice(0, 12), s.spec.name, global ? 'global' : 'replicated', `${running}/${desired}`, servicePorts(s)];
       }));
     },
   },
@@ -143,7 +151,17 @@ const commands: Record<string, Command> = {
       return '';
     },
   },
-  'service inspect': { usage: 'shoal service inspect SERVICE...', flags: [], run: (ep, p) => inspectMany(ep, 'services', need(p, 1, commands['service inspect']!.usage)) },
+  'service inspect': {
+    usage: 'shoal service inspect [--pretty] SERVICE...', flags: [{ name: 'pretty', bool: true }],
+    run: async (ep, p) => {
+      const refs = need(p, 1, commands['service inspect']!.usage);
+      if (!isSet(p, 'pretty')) return inspectMany(ep, 'services', refs);
+      const nets = new Map((await call<Network[]>(ep, 'GET', '/v1/networks')).map((n) => [n.id, n.name]));
+      const out: string[] = [];
+      for (const r of refs) out.push(prettyService(await call<Service>(ep, 'GET', `/v1/services/${enc(r)}`), (id) => nets.get(id) ?? id));
+      return out.join('\n');
+    },
+  },
   'service rm': { usage: 'shoal service rm SERVICE...', flags: [], run: (ep, p) => removeMany(ep, 'services', need(p, 1, commands['service rm']!.usage)) },
   'service scale': {
     usage: 'shoal service scale SERVICE=REPLICAS...', flags: [],
@@ -159,17 +177,31 @@ const commands: Record<string, Command> = {
     },
   },
   'service update': {
-    usage: 'shoal service update [--replicas N] [-p ...] [--network NET] [--endpoint-mode M] [-e K=V] [--version V] [-- CMD...] SERVICE',
+    usage: `shoal service update [--replicas N] [-p ...] [--network NET] [--endpoint-mode M] [-e K=V] [--version V] [--constraint-add C] [--constraint-rm C] [--force] ${SWARM_USAGE.replace('[--mode replicated|global] ', '')} [-- CMD...] SERVICE`,
     flags: [{ name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true }, { name: 'version' },
       { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
-      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' }],
+      { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' },
+      ...SWARM_UPDATE_FLAGS],
     run: async (ep, p) => {
       const [svc] = exactly(p, 1, commands['service update']!.usage);
       const body = serviceBody(p);
+      Object.assign(body, swarmBody(p, body['env'] as Record<string, string> | undefined), await editedFields(ep, p, svc ?? ''));
       if (p.rest.length) body['command'] = p.rest;
       const v = one(p, 'version');
-      if (v !== undefined) body['version'] = intFlag(v, '--version');
+      if (v !== undefined) {
+        if (body['version'] !== undefined && body['version'] !== intFlag(v, '--version')) throw conflict(`service '${svc ?? ''}' is not at --version ${v}: it changed since you read it; inspect it again`);
+        body['version'] = intFlag(v, '--version');
+      }
       const s = await call<Service>(ep, 'POST', `/v1/services/${enc(svc ?? '')}/update`, body);
+      return wantJson(p) ? json(s) : `${s.spec.name}\n`;
+    },
+  },
+  'service rollback': {
+    usage: 'shoal service rollback [--version V] SERVICE', flags: [{ name: 'version' }],
+    run: async (ep, p) => {
+      const [svc] = exactly(p, 1, commands['service rollback']!.usage);
+      const v = one(p, 'version');
+      const s = await call<Service>(ep, 'POST', `/v1/services/${enc(svc ?? '')}/rollback`, v !== undefined ? { version: intFlag(v, '--version') } : undefined);
       return wantJson(p) ? json(s) : `${s.spec.name}\n`;
     },
   },
@@ -185,13 +217,16 @@ const commands: Record<string, Command> = {
   },
   'node inspect': { usage: 'shoal node inspect NODE...', flags: [], run: (ep, p) => inspectMany(ep, 'nodes', need(p, 1, commands['node inspect']!.usage)) },
   'node update': {
-    usage: 'shoal node update [--availability active|drain|pause] [--label k=v] NODE', flags: [{ name: 'availability' }, { name: 'label', repeat: true }],
+    usage: 'shoal node update [--availability active|drain|pause] [--label k=v] [--label-add k=v] [--label-rm k] NODE', flags: [{ name: 'availability' }, { name: 'label', repeat: true }, { name: 'label-add', repeat: true }, { name: 'label-rm', repeat: true }],
     run: async (ep, p) => {
       const [node] = exactly(p, 1, commands['node update']!.usage);
       const body: Record<string, unknown> = {};
       const a = one(p, 'availability');
       if (a !== undefined) body['availability'] = a;
       if (all(p, 'label').length) body['labels'] = keyValues(all(p, 'label'), '--label');
+      // Docker's --label-add takes KEY=VALUE or a bare KEY (an empty value).
+      if (all(p, 'label-add').length) body['labelAdd'] = keyValues(all(p, 'label-add').map((l) => (l.includes('=') ? l : `${l}=`)), '--label-add');
+      if (all(p, 'label-rm').length) body['labelRm'] = all(p, 'label-rm');
       const n = await call<Node>(ep, 'POST', `/v1/nodes/${enc(node ?? '')}/update`, body);
       return wantJson(p) ? json(n) : `${n.name}\n`;
     },
