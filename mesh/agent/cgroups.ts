@@ -40,7 +40,7 @@ export function findV1Controllers(mountinfo: string, selfCgroup: string): Partia
       // The agent's path is relative to the hierarchy's root; the mount may show a sub-tree.
       const self = own.get(c) ?? '/';
       const rel = root !== '/' && self.startsWith(root) ? self.slice(root.length) : self;
-      out[c] = join(mountPoint, rel);
+      out[c] = rel === '/' || rel === '' ? mountPoint : join(mountPoint, rel);
     }
   }
   return out;

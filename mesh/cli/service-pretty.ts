@@ -29,7 +29,7 @@ function config(title: string, c: UpdateConfig, orderLabel: string): string[] {
     ` On failure:\t${c.failureAction}`,
     ` Monitoring Period: ${formatDuration(c.monitorMs)}`,
     ` Max failure ratio: ${c.maxFailureRatio}`,
-    ` ${orderLabel}:      ${c.order}`,
+    ` ${`${orderLabel}:`.padEnd(19)}${c.order}`,
   ];
 }
 

@@ -233,7 +233,11 @@ function planService(
     if (s.holding) continue;
     // The restart policy ended the slot's latest task for good under the current spec: done.
     const latest = s.all.reduce<Task | undefined>((a, t) => (!a || ms(t.createdAt) > ms(a.createdAt) ? t : a), undefined);
-    if (latest && latest.specHash === hash && (latest.status.state === 'complete' || latest.status.state === 'failed')) continue;
+    if (latest && latest.specHash === hash && (latest.status.state === 'complete' || latest.status.state === 'failed')) {
+      s.ended = true;
+      continue;
+    }
+    s.filling = true;
     create(s.slot, global ? (s.nodeId ?? '') : pick());
   }
 

@@ -27,6 +27,10 @@ export interface SlotView {
   outdated: Task[];
   /** An outdated task of this slot is stopping (stop-first in progress). */
   holding: boolean;
+  /** The slot's latest task was ended for good by its restart policy under the current spec. */
+  ended?: boolean;
+  /** A new task is being created in the empty slot now (it counts as in flight). */
+  filling?: boolean;
 }
 
 /** Steps the update asks for; the slot planner turns them into plan steps. */
@@ -66,7 +70,7 @@ export function planUpdate(svc: Service, slots: readonly SlotView[], tasks: read
     }
   }
   const todo = slots.filter((s) => s.outdated.length > 0 && s.fresh.length === 0 && !s.holding);
-  const inFlight = slots.filter((s) => (s.holding && s.fresh.length === 0) || s.fresh.some((t) => !isReady(t) && ms(t.createdAt) >= since)).length;
+  const inFlight = slots.filter((s) => s.filling === true || (s.holding && s.fresh.length === 0) || s.fresh.some((t) => !isReady(t) && ms(t.createdAt) >= since)).length;
 
   if (active) {
     const failed = replacements.filter((t) => t.status.state === 'failed' || (t.status.restarts ?? 0) > 0);
@@ -89,7 +93,8 @@ export function planUpdate(svc: Service, slots: readonly SlotView[], tasks: read
 
   const readyAt = Math.max(0, ...replacements.filter(isReady).map((t) => ms(t.status.since)));
   if (todo.length === 0) {
-    if (active && inFlight === 0) {
+    const settled = slots.every((s) => s.outdated.length === 0 && (s.ended === true || s.fresh.some(isReady)));
+    if (active && settled) {
       const doneAt = readyAt > 0 ? readyAt + cfg.monitorMs : now;
       if (now >= doneAt) {
         out.push({
