@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     shoal('network', 'create', '-d', 'bridge', 'backend');
     shoal('network', 'ls');
     shoal('service', 'create', '--name', 'web', '--replicas', '3', '-p', '8080:80', '--network', 'app', '--', 'sleep', '3600');
-    await until('3 running replicas', () => /web\s+vip\s+3\/3/.test(shoal('service', 'ls')));
+    await until('3 running replicas', () => /web\s+replicated\s+3\/3/.test(shoal('service', 'ls')));
     const ps = shoal('service', 'ps', 'web');
     if ((ps.match(/Running/g) ?? []).length !== 3) throw new Error('expected 3 running tasks');
     shoal('node', 'ls');
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\n$ curl ${metricsUrl}   (a few lines)\n${metrics.split('\n').filter((l) => /^shoal_(cluster|agent_connected|store)/.test(l)).join('\n')}\n`);
     if (!/^shoal_cluster_tasks\{state="running"\} 3$/m.test(metrics)) throw new Error('metrics do not show 3 running tasks');
     shoal('service', 'scale', 'web=1');
-    await until('scale down to 1', () => /web\s+vip\s+1\/1/.test(shoal('service', 'ls')));
+    await until('scale down to 1', () => /web\s+replicated\s+1\/1/.test(shoal('service', 'ls')));
     shoal('service', 'rm', 'web');
     // The agent stops the task processes and removes their pid files.
     const tasksDir = join(dataDir, 'agent', 'tasks');

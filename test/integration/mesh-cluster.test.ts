@@ -98,7 +98,7 @@ describe('CLI against a live cluster', () => {
     expect(Object.values(svc.vips)[0]?.v4).toMatch(/^10\.91\.0\.\d+$/);
     expect(addrs).not.toContain(Object.values(svc.vips)[0]?.v4);
     const ls = await cli(m, 'service', 'ls');
-    expect(ls.out).toMatch(/web\s+vip\s+4\/4\s+\*:8080->80\/tcp/);
+    expect(ls.out).toMatch(/web\s+replicated\s+4\/4\s+\*:8080->80\/tcp/);
     const ps = await cli(m, 'service', 'ps', 'web');
     expect(ps.out.match(/Running/g)).toHaveLength(4);
 
