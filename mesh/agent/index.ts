@@ -379,7 +379,6 @@ export class Agent {
       this.health.forget(id);
       await this.runtime.ensureStopped(id);
       this.pids.delete(id);
-      this.restarts.delete(id);
       this.backoff.forget(id);
       await this.lb?.forgetSandbox(id);
       if (net) await (t ? net.sandboxes.remove(t, this.netsOf(t, this.index.service(t.serviceId))) : net.sandboxes.removeNamespace(id));
@@ -406,7 +405,7 @@ export class Agent {
     for (const t of ending) {
       if (this.stopping.has(t.id)) continue;
       const done = drainThenStop(t)
-        .then(() => this.report(t, 'shutdown', 'stopped by the agent'))
+        .then(() => { this.report(t, 'shutdown', 'stopped by the agent'); this.restarts.delete(t.id); })
         .catch((e: unknown) => { this.syncFailures++; this.counters.failed('stops'); this.opts.log?.(`stopping task ${t.id} failed (will retry): ${messageOf(e)}`); })
         .finally(() => { this.stopping.delete(t.id); this.runner.run(); });
       this.stopping.set(t.id, done);
@@ -415,7 +414,7 @@ export class Agent {
     // orphaned while this agent was down): stop it without a report. Each stop on its own.
     for (const id of this.runtime.list()) {
       if (wanted.has(id) || this.stopping.has(id)) continue;
-      stops.push(stop(this.index.task(id), id).catch((e: unknown) => {
+      stops.push(stop(this.index.task(id), id).then(() => { this.restarts.delete(id); }, (e: unknown) => {
         this.counters.failed('stops');
         this.opts.log?.(`stopping task ${id} failed (will retry): ${messageOf(e)}`);
         this.scheduleRetry(500);
