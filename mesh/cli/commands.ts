@@ -177,13 +177,18 @@ const commands: Record<string, Command> = {
     },
   },
   'service update': {
-    usage: `shoal service update [--replicas N] [-p ...] [--network NET] [--endpoint-mode M] [-e K=V] [--version V] [--constraint-add C] [--constraint-rm C] [--force] ${SWARM_USAGE.replace('[--mode replicated|global] ', '')} [-- CMD...] SERVICE`,
+    usage: `shoal service update [--replicas N] [-p ...] [--network NET] [--endpoint-mode M] [-e K=V] [--version V] [--constraint-add C] [--constraint-rm C] [--force] [--rollback] ${SWARM_USAGE.replace('[--mode replicated|global] ', '')} [-- CMD...] SERVICE`,
     flags: [{ name: 'replicas' }, { name: 'publish', short: 'p', repeat: true }, { name: 'network', repeat: true }, { name: 'network-alias', repeat: true }, { name: 'endpoint-mode' }, { name: 'env', short: 'e', repeat: true }, { name: 'label', repeat: true }, { name: 'version' },
       { name: 'health-type' }, { name: 'health-port' }, { name: 'health-path' }, { name: 'health-interval' }, { name: 'health-timeout' }, { name: 'health-retries' }, { name: 'health-start-period' },
       { name: 'dns-option', repeat: true }, { name: 'lb-scheduler' }, { name: 'affinity-timeout' }, { name: 'drain-timeout' }, { name: 'traffic-policy' },
       ...SWARM_UPDATE_FLAGS],
     run: async (ep, p) => {
       const [svc] = exactly(p, 1, commands['service update']!.usage);
+      // Docker's `service update --rollback`: the same as `service rollback`.
+      if (isSet(p, 'rollback')) {
+        if (p.rest.length) throw invalid(`--rollback takes no other change (got a command after --): roll back first, then update`);
+        return commands['service rollback']!.run(ep, { ...p, flags: new Map([...p.flags].filter(([k]) => ['rollback', 'version', 'format'].includes(k) || rollbackOnly(k))) }, () => undefined);
+      }
       const body = serviceBody(p);
       Object.assign(body, swarmBody(p, body['env'] as Record<string, string> | undefined), await editedFields(ep, p, svc ?? ''));
       if (p.rest.length) body['command'] = p.rest;
@@ -240,6 +245,12 @@ const commands: Record<string, Command> = {
     },
   },
 };
+
+/** `--rollback` takes no other change: any other flag is refused. */
+function rollbackOnly(flag: string): boolean {
+  if (['host', 'token', 'data-dir', 'quiet'].includes(flag)) return true;
+  throw invalid(`--rollback takes no other change (got --${flag}): roll back first, then update`);
+}
 
 function intFlag(v: string, what: string): number {
   if (!/^-?\d+$/.test(v)) throw invalid(`${what} must be a whole number, got '${v}'`);

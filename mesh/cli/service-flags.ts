@@ -26,7 +26,7 @@ const COMMON: FlagSpec[] = [
 export const SWARM_CREATE_FLAGS: FlagSpec[] = [{ name: 'mode' }, { name: 'constraint', repeat: true }, ...COMMON];
 /** Flags `service update` adds (`--constraint` replaces the list; `-add`/`-rm` edit it). */
 export const SWARM_UPDATE_FLAGS: FlagSpec[] = [
-  { name: 'constraint', repeat: true }, { name: 'constraint-add', repeat: true }, { name: 'constraint-rm', repeat: true }, { name: 'force', bool: true }, ...COMMON,
+  { name: 'constraint', repeat: true }, { name: 'constraint-add', repeat: true }, { name: 'constraint-rm', repeat: true }, { name: 'force', bool: true }, { name: 'rollback', bool: true }, ...COMMON,
 ];
 
 export const SWARM_USAGE = '[--mode replicated|global] [--constraint node.labels.K==V]... [--restart-condition none|on-failure|any] [--restart-delay 5s] [--restart-max-attempts N] [--restart-window 1m] '

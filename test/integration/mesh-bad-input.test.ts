@@ -112,6 +112,9 @@ const apiCases: ApiCase[] = [
   { name: 'rollback with a stale version', method: 'POST', path: '/v1/services/web/rollback', body: { version: 99 }, status: 409, message: /is at version 1, not 99/ },
   { name: 'rollback of an unknown service', method: 'POST', path: '/v1/services/nope/rollback', status: 404, message: /service 'nope' not found/ },
   { name: 'rollback with an unknown field', method: 'POST', path: '/v1/services/web/rollback', body: { to: 3 }, status: 400, message: /unknown field 'to' in rollback request/ },
+  { name: 'update with a stale ?version (Docker\'s way)', method: 'POST', path: '/v1/services/web/update?version=42', body: { replicas: 1 }, status: 409, message: /is at version 1, not 42/ },
+  { name: 'update with a bad ?version', method: 'POST', path: '/v1/services/web/update?version=abc', body: { replicas: 1 }, status: 400, message: /version must be a positive integer, got 'abc'/ },
+  { name: 'update with ?version and a different body version', method: 'POST', path: '/v1/services/web/update?version=1', body: { version: 2, replicas: 1 }, status: 400, message: /version 1 in the query and 2 in the body differ/ },
   { name: 'node labels and labelAdd together', method: 'POST', path: '/v1/nodes/nope/update', body: { labels: {}, labelAdd: { a: 'b' } }, status: 400, message: /either labels .* or labelAdd\/labelRm/ },
   { name: 'node label key invalid', method: 'POST', path: '/v1/nodes/nope/update', body: { labelAdd: { 'a b': 'c' } }, status: 400, message: /'a b' is not a valid label key/ },
   { name: 'node label update of an unknown node', method: 'POST', path: '/v1/nodes/nope/update', body: { labelAdd: { zone: 'a' } }, status: 404, message: /node 'nope' not found/ },
@@ -179,6 +182,8 @@ const cliCases: CliCase[] = [
   { name: 'rollback of a never-updated service', argv: ['service', 'rollback', 'web'], message: /has no previous spec to roll back to/ },
   { name: 'rollback --version stale', argv: ['service', 'rollback', '--version', '7', 'web'], message: /is at version 1, not 7/ },
   { name: 'scale a global service', argv: ['service', 'scale', 'mon=2'], message: /service 'mon' is global/ },
+  { name: 'update --rollback with another change', argv: ['service', 'update', '--rollback', '--replicas', '3', 'web'], message: /--rollback takes no other change \(got --replicas\)/ },
+  { name: 'update --rollback of a never-updated service', argv: ['service', 'update', '--rollback', 'web'], message: /has no previous spec to roll back to/ },
   { name: 'node --label-rm on an unknown node', argv: ['node', 'update', '--label-rm', 'zone', 'ghost'], message: /node 'ghost' not found/ },
 ];
 

@@ -145,6 +145,13 @@ describe('rolling update', () => {
       expect(ms(replacement.createdAt)).toBeGreaterThanOrEqual(ms(ended.status.since));
     }
     expect(ms(fresh[1]?.createdAt ?? '')).toBeGreaterThanOrEqual(ms(fresh[0]?.status.since ?? ''));
+    // --force replaces every task although nothing else changed.
+    await ok('service', 'update', '--force', 'api');
+    const forced = await updateState('api', 'completed');
+    expect(forced.spec.forceUpdate).toBe(1);
+    const now = (await ps('api')).filter(servesTraffic);
+    expect(now).toHaveLength(2);
+    expect(now.some((t) => fresh.some((f) => f.id === t.id))).toBe(false);
   });
 
   it('a crashing new spec pauses the update (default failure action): the other old task keeps running', async () => {
@@ -159,8 +166,8 @@ describe('rolling update', () => {
     const still = tasks.filter(servesTraffic);
     expect(still, JSON.stringify(tasks.map((t) => [t.id, t.desiredState, t.status, t.specHash]), null, 1)).toHaveLength(1);
     expect(before.map((t) => t.id)).toContain(still[0]?.id);
-    // service rollback: back to the previous spec, rolled out with the rollback config.
-    expect((await ok('service', 'rollback', 'frail')).trim()).toBe('frail');
+    // Docker's `service update --rollback`: back to the previous spec, rolled out with the rollback config.
+    expect((await ok('service', 'update', '--rollback', 'frail')).trim()).toBe('frail');
     const back = await updateState('frail', 'rollback_completed');
     expect(back.spec.command).toEqual([process.execPath, BACKEND]);
     expect(back.previousSpec?.command).toEqual(['sh', '-c', 'exit 1']);
