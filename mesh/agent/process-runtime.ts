@@ -158,6 +158,11 @@ export class ProcessRuntime implements TaskRuntime {
       throw new Error(`working directory ${s.workdir} does not exist on this node`);
     }
     const user = s.user !== undefined ? resolveUser(s.user) : undefined;
+    // Switching user and host name need root (setuid, a UTS namespace): say so instead of
+    // letting the tool fail in the task's log.
+    const root = process.getuid?.() === 0;
+    if (user && !root && user.uid !== process.getuid?.()) throw new Error(`--user ${s.user} needs the agent to run as root`);
+    if (s.hostname !== undefined && !root) throw new Error(`--hostname needs the agent to run as root (a UTS namespace per task)`);
     TaskCgroups.remove(h.cgroups);
     h.cgroups = this.cgroups.ensure(s.taskId, s.limits);
     return { argv: processArgv(s.command, s, h.cgroups, user), user };
