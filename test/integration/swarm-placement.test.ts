@@ -55,9 +55,19 @@ describe('global services', () => {
     const ts = await runningOn('mon', [n1.name, n2.name, n3.name]);
     expect(ts.every((t) => t.slot === 0)).toBe(true);
     expect(await ok('service', 'ls')).toMatch(/mon\s+global\s+3\/3/);
-    // Named after their node, as in Docker: mon.<node id>.
+    // Named after their node, as in Docker: mon.<node id>, in service ps and in DNS.
     const ps = await ok('service', 'ps', 'mon');
     for (const t of ts) expect(ps).toContain(`mon.${t.nodeId}`);
+    const [first] = ts as [Task];
+    const ns = `${(await nodes()).find((n) => n.id === first.nodeId)?.name}-${first.id}`;
+    const dig = async (name: string): Promise<string[]> => {
+      const r = await h.nodes[0]!.exec(['ip', 'netns', 'exec', ns, 'dig', '+short', '+time=2', '+tries=2', name]);
+      return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean).sort();
+    };
+    const addrs = ts.map((t) => Object.values(t.addresses)[0]?.v4 ?? '').sort();
+    expect(await until(async () => ((await dig('tasks.mon')).length === 3 ? dig('tasks.mon') : undefined), 'tasks.mon', 10_000, 200)).toEqual(addrs);
+    const other = ts[1] as Task;
+    expect(await dig(`mon.${other.nodeId}.${other.id}`)).toEqual([Object.values(other.addresses)[0]?.v4]);
   });
 
   it('a draining node loses its task; back to active, it gets one again', async () => {
