@@ -5,6 +5,7 @@
  * compare-and-swap transaction (a step that lost a race is simply re-planned next sync).
  * Several managers may run it on one store: CAS keeps their writes consistent.
  */
+import { isShoalError, messageOf } from '../../src/errors.js';
 import { newId } from '../../src/ids.js';
 import { ROOT } from '../../src/model/keys.js';
 import type { Network, Service, Task, UpdateStatus } from '../../src/model/types.js';
@@ -93,11 +94,18 @@ export class Scheduler {
   /** A rolling update's progress, or its automatic rollback: guarded by the service's revision. */
   private async applyToService(step: Extract<PlanStep, { kind: 'update-status' | 'rollback' }>, modRevision: number): Promise<void> {
     const svc: Service = step.service;
+    let status: UpdateStatus;
     if (step.kind === 'rollback') {
-      await rollbackService(this.store, svc.id, { reason: step.reason, expectVersion: svc.version });
-      return;
-    }
-    const status: UpdateStatus = step.status;
+      try {
+        await rollbackService(this.store, svc.id, { reason: step.reason, expectVersion: svc.version });
+        return;
+      } catch (e) {
+        // Changed meanwhile: plan again. Otherwise (the previous spec's port is taken now...)
+        // the update pauses and says why, instead of retrying a rollback that cannot succeed.
+        if (isShoalError(e) && (e.code === 'SHOAL_ERR_VERSION_MISMATCH' || e.kind === 'NotFound')) throw e;
+        status = { state: 'paused', startedAt: svc.updateStatus?.startedAt ?? svc.updatedAt, message: `${step.reason}, but the rollback failed: ${messageOf(e)}` };
+      }
+    } else status = step.status;
     const res = await this.store.txn({
       compare: [unchanged('services', svc.id, modRevision)],
       success: [putObject('services', svc.id, { ...svc, updateStatus: status })],

@@ -4,8 +4,7 @@
  * resets to the default). Pure.
  */
 import { invalid } from '../../src/errors.js';
-import { modeOf } from '../../src/model/service-defaults.js';
-import { DEFAULT_RESTART_POLICY, DEFAULT_UPDATE_CONFIG } from '../../src/model/service-defaults.js';
+import { DEFAULT_RESTART_POLICY, DEFAULT_UPDATE_CONFIG, modeOf } from '../../src/model/service-defaults.js';
 import type { ServiceSpec } from '../../src/model/types.js';
 import type { SwarmFields, SwarmFieldsUpdate } from '../api/validate-swarm.js';
 
