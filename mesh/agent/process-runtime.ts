@@ -54,6 +54,8 @@ interface Held {
   cgroups: string[];
   /** The restart policy ended the task: it is not restarted. */
   ended: boolean;
+  /** How it ended (kept on disk too, so a restarted agent neither restarts it nor forgets it). */
+  endedEvent?: Extract<TaskEvent, { type: 'ended' }>;
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void> | undefined;
   stopping: boolean;
@@ -93,6 +95,16 @@ export class ProcessRuntime implements TaskRuntime {
    */
   private discover(): void {
     for (const f of readdirSync(this.dir)) {
+      if (f.endsWith('.ended')) {
+        // Ended by its restart policy before the agent restarted: held, never restarted; the
+        // next ensureRunning reports the end again (it may not have reached the manager).
+        try {
+          const e = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as Extract<TaskEvent, { type: 'ended' }>;
+          const taskId = f.slice(0, -'.ended'.length);
+          this.held.set(taskId, { spec: { taskId, command: [], env: {} }, pid: undefined, history: [], cgroups: [], ended: true, endedEvent: { ...e, taskId }, timer: undefined, exited: undefined, stopping: false, adopted: true });
+        } catch { /* unreadable: forgotten (the manager's record decides) */ }
+        continue;
+      }
       if (!f.endsWith('.pid')) continue;
       const taskId = f.slice(0, -'.pid'.length);
       let rec: { pid: number; start: string; cgroups?: string[] };
@@ -125,6 +137,7 @@ export class ProcessRuntime implements TaskRuntime {
   list(): string[] { return [...this.held.keys()]; }
   logPath(taskId: string): string { return join(this.dir, `${taskId}.log`); }
   private pidPath(taskId: string): string { return join(this.dir, `${taskId}.pid`); }
+  private endedPath(taskId: string): string { return join(this.dir, `${taskId}.ended`); }
 
   private emit(e: TaskEvent): void {
     for (const l of this.listeners) l(e);
@@ -135,6 +148,11 @@ export class ProcessRuntime implements TaskRuntime {
     if (held) {
       if (held.adopted && held.spec.command.length === 0) held.history = this.seedHistory(spec);
       held.spec = spec;
+      if (held.adopted && held.endedEvent) {
+        held.adopted = false; // announce once
+        this.emit(held.endedEvent);
+        return;
+      }
       if (held.adopted && held.pid !== undefined) {
         held.adopted = false; // announce once
         this.emit({ type: 'running', taskId: spec.taskId, pid: held.pid, adopted: true });
@@ -224,8 +242,10 @@ export class ProcessRuntime implements TaskRuntime {
     const d = decideRestart(h.spec.restartPolicy, { exitCode, signal }, h.history, now, this.opts.maxBackoffMs !== undefined ? { maxBackoffMs: this.opts.maxBackoffMs } : {});
     if (!d.restart) {
       h.ended = true;
+      h.endedEvent = { type: 'ended', taskId: h.spec.taskId, state: d.state, exitCode, signal, message: note ? `${note}; ${d.message}` : d.message, restarts: h.history.length };
+      writeFileSync(this.endedPath(h.spec.taskId), JSON.stringify(h.endedEvent));
       rmSync(this.pidPath(h.spec.taskId), { force: true });
-      this.emit({ type: 'ended', taskId: h.spec.taskId, state: d.state, exitCode, signal, message: note ? `${note}; ${d.message}` : d.message, restarts: h.history.length });
+      this.emit(h.endedEvent);
       return;
     }
     h.history.push(now);
@@ -259,6 +279,7 @@ export class ProcessRuntime implements TaskRuntime {
     }
     this.held.delete(taskId);
     rmSync(this.pidPath(taskId), { force: true });
+    rmSync(this.endedPath(taskId), { force: true });
     TaskCgroups.remove(h.cgroups);
     this.emit({ type: 'stopped', taskId });
   }

@@ -51,6 +51,23 @@ describe('ProcessRuntime and the restart policy', () => {
     expect(events.some((e) => e.type === 'exited')).toBe(false);
   });
 
+  it('an ended task survives a restart of the agent: held, not restarted, its end reported again', async () => {
+    const { rt, events } = runtime('survives');
+    rt.ensureRunning({ taskId: 't6', command: ['sh', '-c', 'exit 2'], env: {}, restartPolicy: { condition: 'none' } });
+    const ended = await until(() => events.find((e) => e.type === 'ended'), 'ended');
+    await rt.close();
+    const again = new ProcessRuntime(join(dir, 'survives'));
+    runtimes.push(again);
+    const seen: TaskEvent[] = [];
+    again.onEvent((e) => seen.push(e));
+    expect(again.list()).toEqual(['t6']);
+    again.ensureRunning({ taskId: 't6', command: ['sh', '-c', 'exit 2'], env: {}, restartPolicy: { condition: 'none' } });
+    again.ensureRunning({ taskId: 't6', command: ['sh', '-c', 'exit 2'], env: {}, restartPolicy: { condition: 'none' } });
+    expect(seen).toEqual([ended]);
+    await again.ensureStopped('t6');
+    expect(new ProcessRuntime(join(dir, 'survives')).list()).toEqual([]);
+  });
+
   it('on-failure: exit 0 ends complete', async () => {
     const { rt, events } = runtime('ok');
     rt.ensureRunning({ taskId: 't3', command: ['true'], env: {}, restartPolicy: { condition: 'on-failure' } });
