@@ -29,12 +29,13 @@ export function serviceRecordOf(s: Pick<Service, 'id' | 'spec' | 'vips'>): Servi
  * A task's DNS view. It counts as healthy (listed under the service name and `tasks.<svc>`)
  * while it should run, does run, and has not failed its health check.
  */
-export function taskRecordOf(t: Pick<Task, 'id' | 'serviceId' | 'serviceName' | 'slot' | 'desiredState' | 'status' | 'addresses'>): TaskRecord {
+export function taskRecordOf(t: Pick<Task, 'id' | 'serviceId' | 'serviceName' | 'slot' | 'desiredState' | 'status' | 'addresses'> & { nodeId?: string }): TaskRecord {
   return {
     id: t.id,
     serviceId: t.serviceId,
     serviceName: t.serviceName,
-    slot: t.slot,
+    // A global service's task (slot 0) is named after its node, as in Docker.
+    slot: t.slot === 0 && t.nodeId ? t.nodeId : t.slot,
     healthy: servesTraffic(t),
     networks: Object.entries(t.addresses).map(([network, a]) => ({ network, v4: a.v4, ...(a.v6 ? { v6: a.v6 } : {}) })),
   };

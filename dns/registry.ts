@@ -81,8 +81,8 @@ export interface TaskRecord {
   id: string;
   serviceId: string;
   serviceName: string;
-  /** Replica slot: the task is `<service>.<slot>.<id>` and `<service>.<slot>`. */
-  slot: number;
+  /** Replica slot (a global service's task: its node id): the task is `<service>.<slot>.<id>` and `<service>.<slot>`. */
+  slot: number | string;
   /** Only healthy tasks are returned for the service name (dnsrr) and `tasks.<service>`. */
   healthy: boolean;
   networks: ReadonlyArray<{

@@ -25,6 +25,7 @@ import { LogTimes } from './log-times.js';
 import { streamLogFiles } from './logs.js';
 import { ProcessRuntime, type TaskEvent, type TaskRuntime } from './process-runtime.js';
 import { AgentSession } from './session.js';
+import { runOptionsOf } from './task-spec.js';
 
 /** How long a stopping task may keep established connections when its service does not say. */
 export const DEFAULT_DRAIN_MS = 10_000;
@@ -83,6 +84,8 @@ export class Agent {
   readonly health: HealthMonitor;
   /** Pid of each task process as last reported running (health reports carry it). */
   private readonly pids = new Map<string, number>();
+  /** Restarts of each task's process (its restart policy), carried in every status of the task. */
+  private readonly restarts = new Map<string, number>();
   /** Tasks being drained and stopped in the background, by id. */
   private readonly stopping = new Map<string, Promise<void>>();
   /** Ends drains early when the agent stops. */
@@ -295,7 +298,8 @@ export class Agent {
     const sig = `${state}|${message}|${String(extra.healthy)}`;
     if (this.reported.get(t.id) === sig) return;
     this.reported.set(t.id, sig);
-    this.session.reportStatus(t.id, { state, message, ...extra });
+    const restarts = this.restarts.get(t.id);
+    this.session.reportStatus(t.id, { state, message, ...extra, ...(restarts ? { restarts } : {}) });
   }
 
   /** The networks of a task's sandbox: its service's, then the ingress network where it has an address. */
@@ -327,7 +331,8 @@ export class Agent {
     const self = this.index.node(nodeId);
     const ingressNet = self?.ingress ? this.index.network(self.ingress.network) : undefined;
     const sboxAddr = this.net && this.ingress && ingressNet?.ingress && self?.ingress ? self.ingress.v4 : undefined;
-    const runnable = mine.filter((t) => t.desiredState === 'running' && t.status.state !== 'orphaned' && this.index.service(t.serviceId));
+    // A task whose restart policy ended it (complete, failed) is not started again.
+    const runnable = mine.filter((t) => t.desiredState === 'running' && !TERMINAL.has(t.status.state) && this.index.service(t.serviceId));
     const wanted = new Set(runnable.map((t) => t.id));
     const net = this.net;
     // Tasks meant to stop that have not ended yet drain in the background: their networks stay.
@@ -406,7 +411,7 @@ export class Agent {
     for (const t of ending) {
       if (this.stopping.has(t.id)) continue;
       const done = drainThenStop(t)
-        .then(() => this.report(t, 'shutdown', 'stopped by the agent'))
+        .then(() => { this.report(t, 'shutdown', 'stopped by the agent'); this.restarts.delete(t.id); })
         .catch((e: unknown) => { this.syncFailures++; this.counters.failed('stops'); this.opts.log?.(`stopping task ${t.id} failed (will retry): ${messageOf(e)}`); })
         .finally(() => { this.stopping.delete(t.id); this.runner.run(); });
       this.stopping.set(t.id, done);
@@ -415,7 +420,7 @@ export class Agent {
     // orphaned while this agent was down): stop it without a report. Each stop on its own.
     for (const id of this.runtime.list()) {
       if (wanted.has(id) || this.stopping.has(id)) continue;
-      stops.push(stop(this.index.task(id), id).catch((e: unknown) => {
+      stops.push(stop(this.index.task(id), id).then(() => { this.restarts.delete(id); }, (e: unknown) => {
         this.counters.failed('stops');
         this.opts.log?.(`stopping task ${id} failed (will retry): ${messageOf(e)}`);
         this.scheduleRetry(500);
@@ -456,20 +461,21 @@ export class Agent {
     // task was reported running, and a second "starting" would overwrite "running".
     const fresh = !this.runtime.list().includes(t.id);
     if (fresh) this.report(t, 'starting', 'starting');
-    let command = svc.spec.command;
+    let netns: string | undefined;
     if (net) {
-      const ns = await net.sandboxes.ensure(t, nets, this.dnsConfig(nets, svc));
+      netns = await net.sandboxes.ensure(t, nets, this.dnsConfig(nets, svc));
       // VIPs work from the task's first instruction: its dataplane is programmed before it starts.
-      await this.lb?.ensureSandbox(t.id, ns, nets.map((n) => n.id));
-      command = ['ip', 'netns', 'exec', ns, ...command];
+      await this.lb?.ensureSandbox(t.id, netns, nets.map((n) => n.id));
     }
+    // Restarts recorded before this agent (a restart of the agent) still count against the policy.
+    if (!this.restarts.has(t.id) && t.status.restarts) this.restarts.set(t.id, t.status.restarts);
     const hc = svc.spec.healthCheck;
     if (hc && hc.type !== 'none') {
       const first = net ? nets[0] : undefined;
       this.health.ensure(t.id, first ? (t.addresses[first.id]?.v4 ?? '127.0.0.1') : '127.0.0.1', hc);
     } else this.health.forget(t.id);
     this.runtime.ensureRunning({
-      taskId: t.id, command,
+      taskId: t.id, command: svc.spec.command, ...runOptionsOf(svc.spec, this.restarts.get(t.id)), ...(netns ? { netns } : {}),
       env: { ...svc.spec.env, SHOAL_TASK_NAME: taskName(t), SHOAL_TASK_SLOT: String(t.slot), SHOAL_SERVICE_NAME: t.serviceName, SHOAL_TASK_ID: t.id, SHOAL_NODE_ADDRESS: this.opts.address },
     });
   }
@@ -500,8 +506,16 @@ export class Agent {
         break;
       case 'exited':
         this.pids.delete(e.taskId);
+        this.restarts.set(e.taskId, e.restarts);
         this.health.forget(e.taskId); // a restarted process is checked from scratch
-        this.report(t, 'starting', `exited (${e.signal ?? `code ${e.exitCode}`}); restarting in ${e.restartInMs} ms`, e.exitCode !== null ? { exitCode: e.exitCode } : {}); break;
+        this.report(t, 'starting', `${e.message ?? `exited (${e.signal ?? `code ${e.exitCode}`})`}; restarting in ${e.restartInMs} ms`, e.exitCode !== null ? { exitCode: e.exitCode } : {}); break;
+      case 'ended':
+        // The restart policy ended it: reported for good; the next sync stops and cleans it up.
+        this.pids.delete(e.taskId);
+        this.restarts.set(e.taskId, e.restarts);
+        this.health.forget(e.taskId);
+        this.report(t, e.state, e.message, e.exitCode !== null ? { exitCode: e.exitCode } : {});
+        break;
       case 'failed': this.report(t, 'starting', e.message); break;
       case 'stopped': break;
     }

@@ -40,6 +40,7 @@ function parseStatus(v: unknown): TaskStatus {
   if (typeof o['pid'] === 'number') st.pid = o['pid'];
   if (typeof o['exitCode'] === 'number') st.exitCode = o['exitCode'];
   if (typeof o['healthy'] === 'boolean') st.healthy = o['healthy'];
+  if (typeof o['restarts'] === 'number' && Number.isInteger(o['restarts']) && o['restarts'] >= 0) st.restarts = o['restarts'];
   return st;
 }
 
@@ -50,7 +51,10 @@ export async function reportTaskStatus(store: Store, nodeId: string, taskId: str
     if (!v) return; // deleted meanwhile: nothing to record
     if (v.obj.nodeId !== nodeId) throw conflict(`task ${taskId} is not assigned to this node`);
     if (v.obj.status.state === 'orphaned') return; // the manager already gave up on it
-    const next: Task = { ...v.obj, status };
+    // `since` is the time of the last change of state or health (a new message keeps it):
+    // rolling updates measure their delay and monitor period from it.
+    const same = v.obj.status.state === status.state && v.obj.status.healthy === status.healthy;
+    const next: Task = { ...v.obj, status: same ? { ...status, since: v.obj.status.since } : status };
     const res = await store.txn({ compare: [unchanged('tasks', taskId, v.modRevision)], success: [putObject('tasks', taskId, next)] });
     if (res.succeeded) return;
   }

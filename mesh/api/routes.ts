@@ -7,7 +7,8 @@
  *   GET    /v1/networks/:ref             DELETE /v1/networks/:ref   POST /v1/networks/:ref/update {labels}
  *   GET    /v1/services                  POST /v1/services
  *   GET    /v1/services/:ref             DELETE /v1/services/:ref
- *   POST   /v1/services/:ref/update      POST /v1/services/:ref/scale {replicas}
+ *   POST   /v1/services/:ref/update[?version=N]   POST /v1/services/:ref/scale {replicas}
+ *   POST   /v1/services/:ref/rollback {version?}
  *   GET    /v1/tasks?service=&node=      GET /v1/tasks/:ref         POST /v1/tasks/prune
  *   GET    /v1/nodes                     GET /v1/nodes/:ref         DELETE /v1/nodes/:ref?force=1
  *   POST   /v1/nodes/:ref/update         POST /v1/nodes/prune
@@ -20,11 +21,11 @@ import type { Manager } from '../manager/index.js';
 import { createNetwork, pruneNetworks, removeNetwork, updateNetworkLabels } from '../manager/networks.js';
 import { pruneNodes, removeNode, updateNode } from '../manager/nodes.js';
 import { deleteObject, listObjects, resolveObject, unchanged } from '../manager/objects.js';
-import { createService, removeService, updateService } from '../manager/services.js';
+import { createService, removeService, rollbackService, updateService } from '../manager/services.js';
 import { TERMINAL } from '../manager/plan.js';
 import { route, type Route } from './http.js';
 import { clusterInfo } from './info.js';
-import { parseNetworkCreate, parseNodeUpdate, parseScale, parseServiceCreate, parseServiceUpdate } from './validate.js';
+import { parseNetworkCreate, parseNodeUpdate, parseRollback, parseScale, parseServiceCreate, parseServiceUpdate, type ServiceUpdate } from './validate.js';
 
 function noBody(body: unknown): void {
   if (body !== undefined) throw invalid('this request takes no body');
@@ -38,6 +39,15 @@ function labelsOnly(body: unknown): Record<string, string> {
   if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw invalid('network update needs labels (an object of strings)');
   for (const [k, v] of Object.entries(labels)) if (typeof v !== 'string') throw invalid(`network label '${k}' must be a string`);
   return labels as Record<string, string>;
+}
+
+/** Docker sends the version as `?version=N`; the body's `version` means the same (both: they must agree). */
+function withQueryVersion(u: ServiceUpdate, q: URLSearchParams): ServiceUpdate {
+  const v = q.get('version');
+  if (v === null) return u;
+  if (!/^[1-9]\d{0,15}$/.test(v)) throw invalid(`version must be a positive integer, got '${v}'`);
+  if (u.version !== undefined && u.version !== Number(v)) throw invalid(`version ${v} in the query and ${u.version} in the body differ`);
+  return { ...u, version: Number(v) };
 }
 
 const byName = <T>(get: (x: T) => string) => (a: T, b: T): number => get(a).localeCompare(get(b));
@@ -65,8 +75,9 @@ export function routes(m: Manager, ctx: RouteContext = {}): Route[] {
     route('POST', '/v1/services', async (r) => ({ status: 201, body: await createService(s, parseServiceCreate(r.body)) })),
     route('GET', '/v1/services/:ref', async (r) => ({ body: (await resolveObject(s, 'services', r.params['ref'] ?? '')).obj })),
     route('DELETE', '/v1/services/:ref', async (r) => { noBody(r.body); return { body: await removeService(s, r.params['ref'] ?? '') }; }),
-    route('POST', '/v1/services/:ref/update', async (r) => ({ body: await updateService(s, r.params['ref'] ?? '', parseServiceUpdate(r.body)) })),
+    route('POST', '/v1/services/:ref/update', async (r) => ({ body: await updateService(s, r.params['ref'] ?? '', withQueryVersion(parseServiceUpdate(r.body), r.query)) })),
     route('POST', '/v1/services/:ref/scale', async (r) => ({ body: await updateService(s, r.params['ref'] ?? '', { replicas: parseScale(r.body) }) })),
+    route('POST', '/v1/services/:ref/rollback', async (r) => ({ body: await rollbackService(s, r.params['ref'] ?? '', parseRollback(r.body)) })),
 
     route('GET', '/v1/tasks', async (r) => {
       let tasks = (await listObjects(s, 'tasks')).map((v) => v.obj);

@@ -10,6 +10,7 @@ import { invalid, ShoalError } from '../../src/errors.js';
 import type {
   HealthCheck, NetworkDriver, NodeAvailability, PortConfig, Protocol, PublishMode, ServiceLbFields, ServiceSpec,
 } from '../../src/model/types.js';
+import { parseSwarmCreate, parseSwarmUpdate, SWARM_FIELDS, type SwarmFieldsUpdate } from './validate-swarm.js';
 
 type Json = unknown;
 type Obj = Record<string, Json>;
@@ -217,7 +218,7 @@ export interface ServiceNetworkRef {
 export type ServiceCreate = Omit<ServiceSpec, 'networks'> & { networks: ServiceNetworkRef[] };
 
 const SERVICE_FIELDS = ['name', 'replicas', 'endpointMode', 'ports', 'networks', 'command', 'env', 'healthCheck', 'labels',
-  'dnsOptions', 'scheduler', 'affinityTimeoutSeconds', 'drainTimeoutMs', 'trafficPolicy'] as const;
+  'dnsOptions', 'scheduler', 'affinityTimeoutSeconds', 'drainTimeoutMs', 'trafficPolicy', ...SWARM_FIELDS] as const;
 const SCHEDULERS = ['rr', 'wrr', 'random', 'lc', 'sh', 'mh'] as const;
 const DNS_OPTION = /^(ndots:(\d|1[0-5])|timeout:([1-9]|[12]\d|30)|attempts:[1-5]|rotate|edns0|single-request|single-request-reopen|use-vc|no-aaaa|trust-ad)$/;
 
@@ -303,7 +304,9 @@ export function parseServiceCreate(body: Json): ServiceCreate {
     env: stringMap(o, 'env', 'service'),
     labels: stringMap(o, 'labels', 'service'),
     ...parseLbFields(o),
+    ...parseSwarmCreate(o),
   };
+  if (s.mode === 'global') s.replicas = 0;
   if (o['healthCheck'] !== undefined) s.healthCheck = parseHealthCheck(o['healthCheck']);
   if (s.endpointMode === 'dnsrr' && s.ports.some((p) => p.mode === 'ingress')) {
     throw invalid(`dnsrr services cannot publish ingress ports (there is no VIP to balance them); use mode=host or --endpoint-mode vip`);
@@ -312,7 +315,7 @@ export function parseServiceCreate(body: Json): ServiceCreate {
 }
 
 /** A service update: every field optional; `version` (from inspect) guards against lost updates. */
-export type ServiceUpdate = Partial<Omit<ServiceCreate, 'name'>> & { version?: number };
+export type ServiceUpdate = Partial<Omit<ServiceCreate, 'name' | 'mode' | keyof SwarmFieldsUpdate>> & SwarmFieldsUpdate & { version?: number };
 
 export function parseServiceUpdate(body: Json): ServiceUpdate {
   const o = object(body, 'service update');
@@ -330,7 +333,7 @@ export function parseServiceUpdate(body: Json): ServiceUpdate {
   if (o['env'] !== undefined) u.env = stringMap(o, 'env', 'service');
   if (o['labels'] !== undefined) u.labels = stringMap(o, 'labels', 'service');
   if (o['healthCheck'] !== undefined) u.healthCheck = parseHealthCheck(o['healthCheck']);
-  Object.assign(u, parseLbFields(o));
+  Object.assign(u, parseLbFields(o), parseSwarmUpdate(o));
   if (Object.keys(u).filter((k) => k !== 'version').length === 0) throw invalid(`service update changes nothing: give at least one field to change`);
   return u;
 }
@@ -343,16 +346,46 @@ export function parseScale(body: Json): number {
   return r;
 }
 
-export interface NodeUpdate { availability?: NodeAvailability; labels?: Record<string, string> }
+/** A rollback request: an optional version (optimistic concurrency, as for an update). */
+export function parseRollback(body: Json): { expectVersion?: number } {
+  if (body === undefined) return {};
+  const o = object(body, 'rollback request');
+  onlyFields(o, ['version'], 'rollback request');
+  const v = int(o, 'version', 'rollback request', 1, Number.MAX_SAFE_INTEGER);
+  return v === undefined ? {} : { expectVersion: v };
+}
+
+/**
+ * A node update. `labels` replaces every label; `labelAdd` / `labelRm` change some, applied
+ * atomically by the manager (Docker's `node update --label-add K=V --label-rm K`).
+ */
+export interface NodeUpdate { availability?: NodeAvailability; labels?: Record<string, string>; labelAdd?: Record<string, string>; labelRm?: string[] }
+
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?$/;
+
+function labelKeys(m: Record<string, string>, what: string): void {
+  for (const k of Object.keys(m)) if (!LABEL_KEY.test(k)) throw invalid(`${what} '${k}' is not a valid label key: letters, digits, '.', '-', '_' and '/', starting and ending with a letter or digit`);
+}
 
 export function parseNodeUpdate(body: Json): NodeUpdate {
   const o = object(body, 'node update');
-  onlyFields(o, ['availability', 'labels'], 'node update');
+  onlyFields(o, ['availability', 'labels', 'labelAdd', 'labelRm'], 'node update');
   const u: NodeUpdate = {};
   const a = oneOf(o, 'availability', 'node', ['active', 'drain', 'pause'] as const);
   if (a !== undefined) u.availability = a;
-  if (o['labels'] !== undefined) u.labels = stringMap(o, 'labels', 'node');
-  if (u.availability === undefined && u.labels === undefined) throw invalid(`node update changes nothing: give availability or labels`);
+  if (o['labels'] !== undefined) labelKeys(u.labels = stringMap(o, 'labels', 'node'), 'node label');
+  if (o['labelAdd'] !== undefined) labelKeys(u.labelAdd = stringMap(o, 'labelAdd', 'node'), 'node label');
+  if (o['labelRm'] !== undefined) {
+    const rm = o['labelRm'];
+    if (!Array.isArray(rm) || rm.some((k) => typeof k !== 'string' || k === '')) throw invalid(`node.labelRm must be a list of label keys`);
+    u.labelRm = rm as string[];
+  }
+  if (u.labels !== undefined && (u.labelAdd !== undefined || u.labelRm !== undefined)) throw invalid(`node update takes either labels (replace all) or labelAdd/labelRm, not both`);
+  const both = Object.keys(u.labelAdd ?? {}).find((k) => u.labelRm?.includes(k));
+  if (both !== undefined) throw invalid(`node label '${both}' is both added and removed`);
+  if (u.availability === undefined && u.labels === undefined && u.labelAdd === undefined && u.labelRm === undefined) {
+    throw invalid(`node update changes nothing: give availability, labels, labelAdd or labelRm`);
+  }
   return u;
 }
 

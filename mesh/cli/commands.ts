@@ -5,13 +5,15 @@
  * flag added here shows up in all three. Handlers return the text to print; errors are thrown
  * as ShoalErrors and printed by main.ts as one sentence with a non-zero exit.
  */
-import { invalid, isShoalError, ShoalError } from '../../src/errors.js';
+import { conflict, invalid, isShoalError, ShoalError } from '../../src/errors.js';
 import type { Network, Node, Service, Task } from '../../src/model/types.js';
 import { all, isSet, keyValues, one, parsePublish, usageError, type FlagSpec, type Parsed } from './args.js';
 import { call, stream, type Endpoint } from './client.js';
 import { applyFilters, parseFilters } from './filters.js';
 import { randomName } from './names.js';
 import { checkOutput, FILTER_FLAG, FORMAT_FLAG, OBJECT_FIELDS, QUIET_FLAG, renderList, renderObjects } from './output.js';
+import { editedFields, swarmBody, SWARM_CREATE_FLAGS, SWARM_UPDATE_FLAGS } from './service-flags.js';
+import { prettyService } from './service-pretty.js';
 import { parseSince } from './time.js';
 import { NETWORK_FILTERS, NODE_FILTERS, networkView, nodeView, SERVICE_FILTERS, serviceView, taskFilters, taskView } from './views.js';
 
@@ -169,7 +171,7 @@ const commands: Record<string, Command> = {
     usage: 'shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n       shoal service create [OPTIONS] -- CMD [ARG...]',
     summary: 'Create a service from an image, or from a command run as a process (after --)',
     stopAtArgument: true,
-    flags: [{ name: 'name', value: 'NAME', help: 'service name (default: a generated adjective-noun)' }, ...SERVICE_FLAGS, FORMAT_FLAG],
+    flags: [{ name: 'name', value: 'NAME', help: 'service name (default: a generated adjective-noun)' }, ...SERVICE_FLAGS, ...SWARM_CREATE_FLAGS, FORMAT_FLAG],
     run: async (ep, p) => {
       const usage = commands['service create']!.usage.replace(/\n\s+/, ' | ');
       const [image, ...args] = p.positional;
@@ -179,6 +181,7 @@ const commands: Record<string, Command> = {
       }
       checkOutput(p);
       const body: Record<string, unknown> = { ...serviceBody(p) };
+      Object.assign(body, swarmBody(p, body['env'] as Record<string, string> | undefined));
       if (image !== undefined) {
         body['image'] = image;
         if (args.length) body['command'] = args;
@@ -245,8 +248,17 @@ const commands: Record<string, Command> = {
     },
   },
   'service inspect': {
-    usage: 'shoal service inspect [OPTIONS] SERVICE...', summary: 'Show services in detail (JSON, or through --format)', flags: [FORMAT_FLAG], completes: 'service',
-    run: (ep, p) => inspectMany(ep, 'services', p, commands['service inspect']!.usage),
+    usage: 'shoal service inspect [OPTIONS] SERVICE...', summary: 'Show services in detail (JSON, through --format, or --pretty)', completes: 'service',
+    flags: [{ name: 'pretty', bool: true, help: 'print a readable summary instead of JSON' }, FORMAT_FLAG],
+    run: async (ep, p) => {
+      if (!isSet(p, 'pretty')) return inspectMany(ep, 'services', p, commands['service inspect']!.usage);
+      const refs = need(p, 1, commands['service inspect']!.usage);
+      if (one(p, 'format') !== undefined) throw usageError('--pretty and --format do not go together');
+      const nets = new Map((await call<Network[]>(ep, 'GET', '/v1/networks')).map((n) => [n.id, n.name]));
+      const out: string[] = [];
+      for (const r of refs) out.push(prettyService(await call<Service>(ep, 'GET', `/v1/services/${enc(r)}`), (id) => nets.get(id) ?? id));
+      return out.join('\n');
+    },
   },
   'service rm': {
     usage: 'shoal service rm SERVICE...', summary: 'Remove services (their tasks stop)', flags: [], completes: 'service',
@@ -266,16 +278,36 @@ const commands: Record<string, Command> = {
     },
   },
   'service update': {
-    usage: 'shoal service update [OPTIONS] SERVICE [-- CMD [ARG...]]', summary: 'Change a service (its tasks are replaced)', completes: 'service',
-    flags: [...SERVICE_FLAGS, { name: 'version', value: 'N', help: 'only update if the service is still at this version (from inspect)' }, FORMAT_FLAG],
+    usage: 'shoal service update [OPTIONS] SERVICE [-- CMD [ARG...]]', summary: 'Change a service (its tasks are replaced, as its update config says)', completes: 'service',
+    flags: [...SERVICE_FLAGS, ...SWARM_UPDATE_FLAGS, { name: 'version', value: 'N', help: 'only update if the service is still at this version (from inspect)' }, FORMAT_FLAG],
     run: async (ep, p) => {
       const [svc] = exactly(p, 1, commands['service update']!.usage);
       checkOutput(p);
+      // Docker's `service update --rollback`: the same as `service rollback`.
+      if (isSet(p, 'rollback')) {
+        if (p.rest.length) throw invalid(`--rollback takes no other change (got a command after --): roll back first, then update`);
+        return commands['service rollback']!.run(ep, { ...p, flags: new Map([...p.flags].filter(([k]) => ['rollback', 'version', 'format'].includes(k) || rollbackOnly(k))) }, () => undefined);
+      }
       const body = serviceBody(p);
+      Object.assign(body, swarmBody(p, body['env'] as Record<string, string> | undefined), await editedFields(ep, p, svc ?? ''));
       if (p.rest.length) body['command'] = p.rest;
       const v = one(p, 'version');
-      if (v !== undefined) body['version'] = intFlag(v, '--version');
+      if (v !== undefined) {
+        if (body['version'] !== undefined && body['version'] !== intFlag(v, '--version')) throw conflict(`service '${svc ?? ''}' is not at --version ${v}: it changed since you read it; inspect it again`);
+        body['version'] = intFlag(v, '--version');
+      }
       const s = await call<Service>(ep, 'POST', `/v1/services/${enc(svc ?? '')}/update`, body);
+      return one(p, 'format') ? renderObjects(p, [s], OBJECT_FIELDS.service, true) : `${s.spec.name}\n`;
+    },
+  },
+  'service rollback': {
+    usage: 'shoal service rollback [OPTIONS] SERVICE', summary: 'Go back to a service\'s previous spec (as its rollback config says)', completes: 'service',
+    flags: [{ name: 'version', value: 'N', help: 'only roll back if the service is still at this version (from inspect)' }, FORMAT_FLAG],
+    run: async (ep, p) => {
+      const [svc] = exactly(p, 1, commands['service rollback']!.usage);
+      checkOutput(p);
+      const v = one(p, 'version');
+      const s = await call<Service>(ep, 'POST', `/v1/services/${enc(svc ?? '')}/rollback`, v !== undefined ? { version: intFlag(v, '--version') } : undefined);
       return one(p, 'format') ? renderObjects(p, [s], OBJECT_FIELDS.service, true) : `${s.spec.name}\n`;
     },
   },
@@ -295,7 +327,13 @@ const commands: Record<string, Command> = {
   },
   'node update': {
     usage: 'shoal node update [OPTIONS] NODE', summary: 'Drain, pause or label a node', completes: 'node',
-    flags: [{ name: 'availability', value: 'A', choices: ['active', 'drain', 'pause'], help: 'active, drain (tasks move away) or pause (no new tasks)' }, LABEL_FLAG, FORMAT_FLAG],
+    flags: [
+      { name: 'availability', value: 'A', choices: ['active', 'drain', 'pause'], help: 'active, drain (tasks move away) or pause (no new tasks)' },
+      { ...LABEL_FLAG, help: 'replace the node\'s labels (repeatable)' },
+      { name: 'label-add', repeat: true, value: 'KEY[=VALUE]', help: 'add or change a label (repeatable)' },
+      { name: 'label-rm', repeat: true, value: 'KEY', help: 'remove a label (repeatable)' },
+      FORMAT_FLAG,
+    ],
     run: async (ep, p) => {
       const [node] = exactly(p, 1, commands['node update']!.usage);
       checkOutput(p);
@@ -303,6 +341,9 @@ const commands: Record<string, Command> = {
       const a = one(p, 'availability');
       if (a !== undefined) body['availability'] = a;
       if (all(p, 'label').length) body['labels'] = keyValues(all(p, 'label'), '--label');
+      // Docker's --label-add takes KEY=VALUE or a bare KEY (an empty value).
+      if (all(p, 'label-add').length) body['labelAdd'] = keyValues(all(p, 'label-add').map((l) => (l.includes('=') ? l : `${l}=`)), '--label-add');
+      if (all(p, 'label-rm').length) body['labelRm'] = all(p, 'label-rm');
       const n = await call<Node>(ep, 'POST', `/v1/nodes/${enc(node ?? '')}/update`, body);
       return one(p, 'format') ? renderObjects(p, [n], OBJECT_FIELDS.node, true) : `${n.name}\n`;
     },
@@ -323,6 +364,12 @@ const commands: Record<string, Command> = {
     },
   },
 };
+
+/** `--rollback` takes no other change: any other flag is refused. */
+function rollbackOnly(flag: string): boolean {
+  if (['host', 'token', 'data-dir', 'quiet'].includes(flag)) return true;
+  throw invalid(`--rollback takes no other change (got --${flag}): roll back first, then update`);
+}
 
 function intFlag(v: string, what: string, min = -Infinity): number {
   if (!/^-?\d+$/.test(v) || Number(v) < min) throw invalid(`${what} must be a whole number${min === 0 ? ' (0 or more)' : ''}, got '${v}'`);

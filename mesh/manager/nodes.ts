@@ -5,7 +5,7 @@
  * delete and marks the node down; the scheduler then orphans its tasks and fills their slots
  * elsewhere. A node that re-joins under the same name keeps its id.
  */
-import { conflict, invalid } from '../../src/errors.js';
+import { conflict, invalid, notFound } from '../../src/errors.js';
 import { newId } from '../../src/ids.js';
 import { alivePrefix, aliveKey, nameKey } from '../../src/model/keys.js';
 import type { Node } from '../../src/model/types.js';
@@ -80,12 +80,24 @@ export async function watchLiveness(store: Store, onError: (e: unknown) => void)
   return w;
 }
 
+/**
+ * Availability and labels of a node. `labelAdd`/`labelRm` apply to the labels as they are when
+ * written (compare-and-swap, retried): concurrent label changes are never lost.
+ */
 export async function updateNode(store: Store, ref: string, u: NodeUpdate): Promise<Node> {
-  const v = await resolveObject(store, 'nodes', ref);
-  const next: Node = { ...v.obj, ...u, updatedAt: new Date().toISOString() };
-  const res = await store.txn({ compare: [unchanged('nodes', v.obj.id, v.modRevision)], success: [putObject('nodes', v.obj.id, next)] });
-  if (!res.succeeded) throw conflict(`node '${v.obj.name}' changed meanwhile; try again`);
-  return next;
+  const first = await resolveObject(store, 'nodes', ref);
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const v = attempt === 0 ? first : await resolveObject(store, 'nodes', first.obj.id);
+    const missing = (u.labelRm ?? []).find((k) => !(k in v.obj.labels));
+    if (missing !== undefined) throw notFound(`label '${missing}' on node '${v.obj.name}'`, 'shoal node inspect NODE shows its labels');
+    const labels = u.labels ?? { ...v.obj.labels, ...u.labelAdd };
+    for (const k of u.labelRm ?? []) delete labels[k];
+    const next: Node = { ...v.obj, labels, updatedAt: new Date().toISOString() };
+    if (u.availability !== undefined) next.availability = u.availability;
+    const res = await store.txn({ compare: [unchanged('nodes', v.obj.id, v.modRevision)], success: [putObject('nodes', v.obj.id, next)] });
+    if (res.succeeded) return next;
+  }
+  throw conflict(`node '${first.obj.name}' kept changing; try again`);
 }
 
 /** Removes a node; a ready node only with `force` (Docker's `node rm --force`). */

@@ -5,25 +5,32 @@
  * compare-and-swap transaction (a step that lost a race is simply re-planned next sync).
  * Several managers may run it on one store: CAS keeps their writes consistent.
  */
+import { isShoalError, messageOf } from '../../src/errors.js';
 import { newId } from '../../src/ids.js';
 import { ROOT } from '../../src/model/keys.js';
-import type { Network, Task } from '../../src/model/types.js';
+import type { Network, Service, Task, UpdateStatus } from '../../src/model/types.js';
 import { BoundedFrequencyRunner } from '../../src/runner.js';
 import type { Store, TxnOp, Watcher } from '../../src/store/types.js';
 import { alloc, type Claim } from './alloc.js';
 import { ingressNetwork, publishes } from './ingress.js';
 import { listObjects, putObject, deleteObject, unchanged, getObject } from './objects.js';
 import { plan, specHash, type PlanStep } from './plan.js';
+import { rollbackService } from './services.js';
 
 export interface SchedulerOptions {
   historyLimit?: number;
   minIntervalMs?: number;
   onError?: (err: unknown) => void;
+  /** Clock of rolling updates (delays, monitor periods); default Date.now. */
+  now?: () => number;
 }
 
 export class Scheduler {
   private readonly runner: BoundedFrequencyRunner;
   private watcher: Watcher | undefined;
+  /** Wakes the runner when a planned delay ends (rolling update delay or monitor period). */
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
   /** Steps that failed in the last sync (a lost race or an allocation failure), for metrics/tests. */
   lastFailures = 0;
 
@@ -42,6 +49,8 @@ export class Scheduler {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.watcher?.cancel();
     await this.runner.stop();
   }
@@ -55,12 +64,17 @@ export class Scheduler {
       listObjects(this.store, 'services'), listObjects(this.store, 'nodes'), listObjects(this.store, 'tasks'),
     ]);
     const rev = new Map(tasks.map((t) => [t.obj.id, t.modRevision]));
-    const steps = plan(services.map((s) => s.obj), nodes.map((n) => n.obj), tasks.map((t) => t.obj), this.opts.historyLimit);
+    const svcRev = new Map(services.map((s) => [s.obj.id, s.modRevision]));
+    const steps = plan(services.map((s) => s.obj), nodes.map((n) => n.obj), tasks.map((t) => t.obj), this.opts.historyLimit ?? 5, (this.opts.now ?? Date.now)());
+    const wake = Math.min(...steps.map((s) => (s.kind === 'wake' ? s.inMs : Infinity)));
+    if (Number.isFinite(wake)) this.wakeIn(wake);
     let failures = 0;
     let lastErr: unknown;
     for (const step of steps) {
       try {
-        await this.apply(step, rev);
+        if (step.kind === 'wake') continue;
+        if (step.kind === 'update-status' || step.kind === 'rollback') await this.applyToService(step, svcRev.get(step.service.id) ?? 0);
+        else await this.apply(step, rev);
       } catch (e) {
         failures++;
         lastErr = e;
@@ -70,9 +84,38 @@ export class Scheduler {
     if (failures > 0) throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
   }
 
-  private async apply(step: PlanStep, rev: Map<string, number>): Promise<void> {
+  private wakeIn(ms: number): void {
+    if (this.stopped) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(() => { this.wakeTimer = undefined; this.runner.run(); }, Math.max(10, Math.ceil(ms)));
+    this.wakeTimer.unref();
+  }
+
+  /** A rolling update's progress, or its automatic rollback: guarded by the service's revision. */
+  private async applyToService(step: Extract<PlanStep, { kind: 'update-status' | 'rollback' }>, modRevision: number): Promise<void> {
+    const svc: Service = step.service;
+    let status: UpdateStatus;
+    if (step.kind === 'rollback') {
+      try {
+        await rollbackService(this.store, svc.id, { reason: step.reason, expectVersion: svc.version });
+        return;
+      } catch (e) {
+        // Changed meanwhile: plan again. Otherwise (the previous spec's port is taken now...)
+        // the update pauses and says why, instead of retrying a rollback that cannot succeed.
+        if (isShoalError(e) && (e.code === 'SHOAL_ERR_VERSION_MISMATCH' || e.kind === 'NotFound')) throw e;
+        status = { state: 'paused', startedAt: svc.updateStatus?.startedAt ?? svc.updatedAt, message: `${step.reason}, but the rollback failed: ${messageOf(e)}` };
+      }
+    } else status = step.status;
+    const res = await this.store.txn({
+      compare: [unchanged('services', svc.id, modRevision)],
+      success: [putObject('services', svc.id, { ...svc, updateStatus: status })],
+    });
+    if (!res.succeeded) throw new Error(`service ${svc.spec.name} changed meanwhile; re-planning`);
+  }
+
+  private async apply(step: Exclude<PlanStep, { kind: 'update-status' | 'rollback' | 'wake' }>, rev: Map<string, number>): Promise<void> {
     const now = new Date().toISOString();
-    if (step.kind === 'create') return this.createTask(step.service, step.slot, step.nodeId, now);
+    if (step.kind === 'create') return this.createTask(step.service, step.slot, step.nodeId, now, step.message);
     const t = step.task;
     const guard = unchanged('tasks', t.id, rev.get(t.id) ?? 0);
     let next: Task | undefined;
@@ -80,6 +123,9 @@ export class Scheduler {
     switch (step.kind) {
       case 'assign':
         next = { ...t, nodeId: step.nodeId, status: { state: 'assigned', message: 'assigned to node', since: now } };
+        break;
+      case 'pending':
+        next = { ...t, status: { state: 'pending', message: step.message, since: t.status.state === 'pending' ? t.status.since : now } };
         break;
       case 'shutdown':
         next = { ...t, desiredState: 'shutdown', status: { ...t.status, message: `shutting down: ${step.reason}` } };
@@ -89,7 +135,8 @@ export class Scheduler {
         extra = releaseTaskAddresses(t);
         break;
       case 'release':
-        next = { ...t, addressesReleased: true };
+        // A task the agent ended for good (its restart policy) is no longer meant to run.
+        next = { ...t, desiredState: 'shutdown', addressesReleased: true };
         extra = releaseTaskAddresses(t);
         break;
       case 'delete': {
@@ -101,7 +148,7 @@ export class Scheduler {
     if (!res.succeeded) throw new Error(`task ${t.id} changed meanwhile; re-planning`);
   }
 
-  private async createTask(svcIn: { id: string }, slot: number, nodeId: string, now: string): Promise<void> {
+  private async createTask(svcIn: { id: string }, slot: number, nodeId: string, now: string, pendingWhy = 'no suitable node'): Promise<void> {
     const id = newId();
     await alloc.commit(this.store, async () => {
       const cur = await getObject(this.store, 'services', svcIn.id);
@@ -130,7 +177,7 @@ export class Scheduler {
       }
       const task: Task = {
         id, serviceId: svc.id, serviceName: svc.spec.name, slot, nodeId, desiredState: 'running',
-        status: nodeId ? { state: 'assigned', message: 'assigned to node', since: now } : { state: 'new', message: 'pending: no suitable node (no ready, active node)', since: now },
+        status: nodeId ? { state: 'assigned', message: 'assigned to node', since: now } : { state: 'pending', message: pendingWhy, since: now },
         addresses, serviceVersion: svc.version, specHash: specHash(svc), createdAt: now,
       };
       return {

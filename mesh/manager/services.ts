@@ -7,10 +7,12 @@
 import { conflict, invalid } from '../../src/errors.js';
 import { newId } from '../../src/ids.js';
 import { nameKey } from '../../src/model/keys.js';
-import type { Network, PortConfig, Service, ServiceLbFields, ServiceNetwork, ServiceSpec } from '../../src/model/types.js';
+import type { Network, PortConfig, Service, ServiceLbFields, ServiceNetwork, ServiceSpec, UpdateStatus } from '../../src/model/types.js';
 import type { Compare, Store, TxnOp } from '../../src/store/types.js';
 import type { ServiceCreate, ServiceNetworkRef, ServiceUpdate } from '../api/validate.js';
 import { alloc, type Claim } from './alloc.js';
+import { specHash } from './plan.js';
+import { applySwarmCreate, mergeSwarmUpdate } from './service-spec.js';
 import {
   deleteName, deleteObject, listObjects, nameFree, putName, putObject, resolveObject, unchanged,
 } from './objects.js';
@@ -117,6 +119,7 @@ export async function createService(store: Store, req: ServiceCreate): Promise<S
     };
     if (req.healthCheck) spec.healthCheck = req.healthCheck;
     copyLbFields(spec, req);
+    applySwarmCreate(spec, req);
     const svc: Service = { id, version: 1, spec, vips, createdAt: now, updatedAt: now };
     const claims = [...portClaims, ...vipClaims];
     created = svc;
@@ -140,21 +143,15 @@ function copyLbFields(spec: ServiceSpec, from: ServiceLbFields): void {
 
 /**
  * Applies an update. With `u.version` the update is refused if the service changed since the
- * caller read that version (Docker's `--version` / swarmkit's optimistic concurrency).
+ * caller read that version (Docker's `--version` / swarmkit's optimistic concurrency). The spec
+ * it replaces is kept as `previousSpec` (for `service rollback`); when the change replaces tasks,
+ * `updateStatus` says a rolling update started (the scheduler carries it out).
  */
 export async function updateService(store: Store, ref: string, u: ServiceUpdate): Promise<Service> {
-  let updated: Service | undefined;
   const current = await resolveObject(store, 'services', ref);
-  if (u.version !== undefined && u.version !== current.obj.version) {
-    throw conflict(`service '${current.obj.spec.name}' is at version ${current.obj.version}, not ${u.version}: it changed since you read it; inspect it again`, 'VERSION_MISMATCH');
-  }
+  checkVersion(current.obj, u.version);
   const nets = u.networks ? await resolveNetworks(store, u.networks) : undefined;
-  await alloc.commit(store, async () => {
-    const v = await resolveObject(store, 'services', current.obj.id);
-    if (u.version !== undefined && v.obj.version !== u.version) {
-      throw conflict(`service '${v.obj.spec.name}' changed while being updated; inspect it again`, 'VERSION_MISMATCH');
-    }
-    const old = v.obj;
+  return commitSpec(store, current.obj.id, u.version, (old) => {
     const spec: ServiceSpec = { ...old.spec };
     if (u.replicas !== undefined) spec.replicas = u.replicas;
     if (u.endpointMode !== undefined) spec.endpointMode = u.endpointMode;
@@ -163,37 +160,97 @@ export async function updateService(store: Store, ref: string, u: ServiceUpdate)
     if (u.labels !== undefined) spec.labels = u.labels;
     if (u.healthCheck !== undefined) spec.healthCheck = u.healthCheck;
     copyLbFields(spec, u);
+    mergeSwarmUpdate(spec, u);
     if (nets) spec.networks = nets.map((n) => ({ network: n.net.id, aliases: n.aliases }));
-    if (spec.endpointMode === 'dnsrr' && (u.ports ?? spec.ports).some((p) => p.mode === 'ingress')) {
+    return { spec, nets: nets?.map((n) => n.net), portsGiven: u.ports !== undefined, ports: u.ports ?? spec.ports, status: 'updating', message: 'update in progress' };
+  });
+}
+
+/** Options of {@link rollbackService}. */
+export interface RollbackOptions {
+  /** Why (an automatic rollback's failure); default: asked for by the user. */
+  reason?: string;
+  /** Refused unless the service is at this version (optimistic concurrency). */
+  expectVersion?: number;
+}
+
+/**
+ * Puts the previous spec back (Docker's `service rollback`): the current spec becomes the
+ * previous one, and the scheduler replaces the tasks with the rollback config.
+ */
+export async function rollbackService(store: Store, ref: string, o: RollbackOptions = {}): Promise<Service> {
+  const current = await resolveObject(store, 'services', ref);
+  checkVersion(current.obj, o.expectVersion);
+  if (!current.obj.previousSpec) throw invalid(`service '${current.obj.spec.name}' has no previous spec to roll back to (it was never updated)`, 'NO_PREVIOUS_SPEC');
+  return commitSpec(store, current.obj.id, o.expectVersion, (old) => {
+    const prev = old.previousSpec;
+    if (!prev) throw invalid(`service '${old.spec.name}' has no previous spec to roll back to`, 'NO_PREVIOUS_SPEC');
+    return { spec: { ...prev, name: old.spec.name }, portsGiven: true, ports: prev.ports, status: 'rollback_started', message: o.reason ?? 'manually requested rollback' };
+  });
+}
+
+function checkVersion(svc: Service, version: number | undefined): void {
+  if (version !== undefined && version !== svc.version) {
+    throw conflict(`service '${svc.spec.name}' is at version ${svc.version}, not ${version}: it changed since you read it; inspect it again`, 'VERSION_MISMATCH');
+  }
+}
+
+interface NextSpec {
+  spec: ServiceSpec;
+  /** Networks already resolved (by the caller), by id. */
+  nets?: Network[] | undefined;
+  /** Ports to claim (kept ones stay held), when `portsGiven`. */
+  portsGiven: boolean;
+  ports: PortConfig[];
+  /** The update status to record when the tasks must be replaced. */
+  status: UpdateStatus['state'];
+  message: string;
+}
+
+/** Claims what the next spec needs (ports, VIPs), releases what it no longer holds, writes it. */
+async function commitSpec(store: Store, id: string, version: number | undefined, next: (old: Service) => NextSpec): Promise<Service> {
+  let updated: Service | undefined;
+  await alloc.commit(store, async () => {
+    const v = await resolveObject(store, 'services', id);
+    if (version !== undefined && v.obj.version !== version) {
+      throw conflict(`service '${v.obj.spec.name}' changed while being updated; inspect it again`, 'VERSION_MISMATCH');
+    }
+    const old = v.obj;
+    const n = next(old);
+    const spec = n.spec;
+    if (spec.endpointMode === 'dnsrr' && n.ports.some((p) => p.mode === 'ingress')) {
       throw invalid(`dnsrr services cannot publish ingress ports (there is no VIP to balance them)`);
     }
     // Ports: keep the ones that stay (same published/protocol), claim new ones, release the rest.
     const oldPorts = new Set(old.spec.ports.map(portKey));
     let portClaims: Array<Claim<number>> = [];
     let releasedPorts: TxnOp[] = [];
-    if (u.ports) {
-      const r = await claimPorts(store, old.id, old.spec.name, u.ports, oldPorts);
+    if (n.portsGiven) {
+      const r = await claimPorts(store, old.id, old.spec.name, n.ports, oldPorts);
       spec.ports = r.ports;
       portClaims = r.claims;
       releasedPorts = releasePorts(old.spec.ports, new Set(spec.ports.map(portKey)));
     }
     // VIPs: one per network in vip mode; released for networks left or when switching to dnsrr.
-    const netIds = spec.networks.map((n) => n.network);
+    const netIds = spec.networks.map((x) => x.network);
     const wanted = spec.endpointMode === 'vip' ? netIds : [];
-    const keep: Service['vips'] = Object.fromEntries(Object.entries(old.vips).filter(([n]) => wanted.includes(n)));
+    const keep: Service['vips'] = Object.fromEntries(Object.entries(old.vips).filter(([x]) => wanted.includes(x)));
     const netObjs: Network[] = [];
-    for (const id of wanted) netObjs.push(nets?.find((n) => n.net.id === id)?.net ?? (await resolveObject(store, 'networks', id)).obj);
+    for (const nid of wanted) netObjs.push(n.nets?.find((x) => x.id === nid) ?? (await resolveObject(store, 'networks', nid)).obj);
     const { vips, claims: vipClaims } = await claimVips(store, old.id, netObjs, keep);
-    const next: Service = { ...old, spec, vips, version: old.version + 1, updatedAt: new Date().toISOString() };
+    const now = new Date().toISOString();
+    const nextSvc: Service = { ...old, spec, previousSpec: old.spec, vips, version: old.version + 1, updatedAt: now };
+    // Tasks are replaced only when what they run changed: then a rolling update starts.
+    if (specHash(nextSvc) !== specHash(old)) nextSvc.updateStatus = { state: n.status, startedAt: now, message: n.message };
     const claims = [...portClaims, ...vipClaims];
-    updated = next;
+    updated = nextSvc;
     const compares: Compare[] = [unchanged('services', old.id, v.modRevision), ...claims.flatMap((c) => c.compares)];
     return {
       compares,
-      success: [...claims.flatMap((c) => c.ops), ...releasedPorts, ...releaseVips(old.vips, new Set(Object.keys(keep))), putObject('services', old.id, next)],
+      success: [...claims.flatMap((c) => c.ops), ...releasedPorts, ...releaseVips(old.vips, new Set(Object.keys(keep))), putObject('services', old.id, nextSvc)],
     };
   });
-  if (!updated) throw conflict(`service '${ref}' could not be updated`);
+  if (!updated) throw conflict(`service '${id}' could not be updated`);
   return updated;
 }
 

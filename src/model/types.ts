@@ -95,6 +95,74 @@ export interface ServiceSpec {
   drainTimeoutMs?: number;
   /** Ingress traffic policy of published ports; default cluster. */
   trafficPolicy?: TrafficPolicy;
+  // ---- Swarm service features (absent = the default; see mesh/manager/service-defaults.ts) ----
+  /** `replicated` (default): `replicas` tasks; `global`: one task per eligible node. Fixed at create. */
+  mode?: ServiceMode;
+  /** Placement constraints in Docker's syntax (`node.labels.zone==a`, `node.hostname!=n1`); all must hold. */
+  constraints?: string[];
+  /** What the agent does when a task's process exits; default: always restart, with back-off. */
+  restartPolicy?: RestartPolicy;
+  /** How a spec change replaces running tasks (Docker's defaults when absent: one at a time, stop-first, pause on failure). */
+  updateConfig?: UpdateConfig;
+  /** How a rollback replaces them (same defaults). */
+  rollbackConfig?: UpdateConfig;
+  /** Time between SIGTERM and SIGKILL when a task is stopped; default 10 s. */
+  stopGracePeriodMs?: number;
+  /** Resource limits of each task (cgroups for processes; a container runtime passes them on). */
+  resources?: { limits?: ResourceLimits };
+  /** Host name the task sees (its own UTS namespace). */
+  hostname?: string;
+  /** Working directory of the task's process; must exist on the node. */
+  workdir?: string;
+  /** User the task runs as: `name`, `uid`, `name:group` or `uid:gid` (Docker's `--user`). */
+  user?: string;
+  /** Bumped by `service update --force`: replaces every task although nothing else changed. */
+  forceUpdate?: number;
+}
+
+export type ServiceMode = 'replicated' | 'global';
+
+/** Docker's restart policy, applied by the agent where the task runs. */
+export interface RestartPolicy {
+  /** `none`: never; `on-failure`: when the exit code is not 0 (or a signal ended it); `any`: always. */
+  condition: 'none' | 'on-failure' | 'any';
+  /** Wait before a restart; absent: back-off from 1 s doubling to 30 s. */
+  delayMs?: number;
+  /** Restarts allowed (within `windowMs` when set); absent or 0: unlimited. */
+  maxAttempts?: number;
+  /** Only restarts within this window count against `maxAttempts`; absent or 0: all count. */
+  windowMs?: number;
+}
+
+/** Docker's UpdateConfig / RollbackConfig. */
+export interface UpdateConfig {
+  /** Tasks replaced at once; 0 = all at once. */
+  parallelism: number;
+  /** Wait between one batch ready and the next started. */
+  delayMs: number;
+  /** `stop-first`: the old task stops before its replacement starts; `start-first`: the replacement runs first. */
+  order: 'stop-first' | 'start-first';
+  /** What a failed replacement does to the update. */
+  failureAction: 'pause' | 'continue' | 'rollback';
+  /** A replacement that fails within this time after it started counts as a failure. */
+  monitorMs: number;
+  /** Failures tolerated, as a fraction of the tasks updated (0..1). */
+  maxFailureRatio: number;
+}
+
+/** Limits of one task: Docker's `NanoCPUs` and `MemoryBytes`. */
+export interface ResourceLimits {
+  /** CPU in units of 1e-9 CPUs (`--limit-cpu 0.5` = 500000000). */
+  nanoCpus?: number;
+  memoryBytes?: number;
+}
+
+/** Progress of the latest rolling update or rollback (Docker's UpdateStatus). */
+export interface UpdateStatus {
+  state: 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
+  startedAt: string;
+  completedAt?: string;
+  message: string;
 }
 
 export interface Service {
@@ -104,12 +172,18 @@ export interface Service {
   spec: ServiceSpec;
   /** One VIP per network in vip mode: network id -> address (v4, and v6 when the network has it). */
   vips: Record<string, { v4: string; v6?: string }>;
+  /** The spec before the latest update (Docker's PreviousSpec): what `service rollback` goes back to. */
+  previousSpec?: ServiceSpec;
+  /** The latest rolling update or rollback, absent until the first update that replaces tasks. */
+  updateStatus?: UpdateStatus;
   createdAt: string;
   updatedAt: string;
 }
 
 export type TaskState =
   | 'new'
+  /** Waiting for a node (none is eligible); the status message says why. */
+  | 'pending'
   | 'assigned'
   | 'starting'
   | 'running'
@@ -129,13 +203,15 @@ export interface TaskStatus {
   exitCode?: number;
   /** Health as the agent sees it; absent while unknown. */
   healthy?: boolean;
+  /** Times the agent restarted the task's process (restart policy). */
+  restarts?: number;
 }
 
 export interface Task {
   id: string;
   serviceId: string;
   serviceName: string;
-  /** Replica slot, 1-based. */
+  /** Replica slot, 1-based; 0 for a global service's task (one per node: its node identifies it). */
   slot: number;
   nodeId: string;
   desiredState: DesiredTaskState;
@@ -174,5 +250,8 @@ export interface Node {
 /** The optional DNS and load-balancing fields of a spec (set at create, changed by update). */
 export type ServiceLbFields = Pick<ServiceSpec, 'dnsOptions' | 'scheduler' | 'affinityTimeoutSeconds' | 'drainTimeoutMs' | 'trafficPolicy'>;
 
-/** The task's display name, Docker-style: `web.1.<id>`. */
-export const taskName = (t: Pick<Task, 'serviceName' | 'slot' | 'id'>): string => `${t.serviceName}.${t.slot}.${t.id}`;
+/** The task's display name, Docker-style: `web.1.<id>`, or `web.<node id>.<id>` for a global service. */
+export const taskName = (t: Pick<Task, 'serviceName' | 'slot' | 'id'> & { nodeId?: string }): string => `${t.serviceName}.${taskSlotLabel(t)}.${t.id}`;
+
+/** The slot part of a task's name: its slot, or its node id for a global service's task. */
+export const taskSlotLabel = (t: Pick<Task, 'slot'> & { nodeId?: string }): string => (t.slot === 0 && t.nodeId ? t.nodeId : String(t.slot));

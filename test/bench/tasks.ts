@@ -165,7 +165,7 @@ async function child(args: ChildArgs): Promise<void> {
       const procs: Array<[number, string]> = [];
       for (const t of tasks) {
         const ns = await sbx.ensure(t, [net], { gateway });
-        runtime.ensureRunning({ taskId: t.id, command: ['ip', 'netns', 'exec', ns, 'sleep', '600'], env: {} });
+        runtime.ensureRunning({ taskId: t.id, command: ['sleep', '600'], netns: ns, env: {} });
         procs.push([pids.get(t.id) ?? -1, ns]);
       }
       await allRunning(procs);

@@ -2,19 +2,26 @@
  * Every bad request gets a clear 4xx `{code, message}` (or, from the CLI, one sentence and a
  * non-zero exit) and leaves the store byte-for-byte unchanged.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, cli, dumpStore, raw, startTestManager, type TestManager } from '../helpers/cluster.js';
 
 let m: TestManager;
 let before: string;
+const tmp = mkdtempSync(join(tmpdir(), 'shoal-bad-input-'));
+const BAD_ENV = join(tmp, 'bad.env');
+writeFileSync(BAD_ENV, 'A=1\nnot a variable\n');
 
 beforeAll(async () => {
   m = await startTestManager();
   expect((await api(m, 'POST', '/v1/networks', { name: 'app', subnet: '10.77.1.0/24' })).status).toBe(201);
   expect((await api(m, 'POST', '/v1/services', { name: 'web', replicas: 2, networks: ['app'], ports: [{ target: 80, published: 8080 }], command: ['sleep', '1000'] })).status).toBe(201);
+  expect((await api(m, 'POST', '/v1/services', { name: 'mon', mode: 'global', command: ['sleep', '1000'] })).status).toBe(201);
   await m.manager.scheduler.idle();
 });
-afterAll(async () => { await m?.close(); });
+afterAll(async () => { await m?.close(); rmSync(tmp, { recursive: true, force: true }); });
 
 interface ApiCase { name: string; method: string; path: string; body?: unknown; headers?: Record<string, string>; status: number; message: RegExp }
 
@@ -91,6 +98,41 @@ const apiCases: ApiCase[] = [
   { name: 'logs since not a time', method: 'GET', path: '/v1/services/web/logs?since=yesterday', status: 400, message: /logs since must be a time in Unix milliseconds, got 'yesterday'/ },
   { name: 'logs of an unknown service', method: 'GET', path: '/v1/services/nope/logs?tail=1', status: 404, message: /service 'nope' not found/ },
   { name: 'events without a WebSocket', method: 'GET', path: '/v1/events?since=0', status: 400, message: /\/v1\/events is a WebSocket stream/ },
+  // Swarm service fields
+  { name: 'bad mode', method: 'POST', path: '/v1/services', body: svc({ mode: 'everywhere' }), status: 400, message: /service.mode must be one of replicated, global/ },
+  { name: 'global with replicas', method: 'POST', path: '/v1/services', body: svc({ mode: 'global', replicas: 2 }), status: 400, message: /replicas only applies to replicated services/ },
+  { name: 'constraint without operator', method: 'POST', path: '/v1/services', body: svc({ constraints: ['node.labels.zone'] }), status: 400, message: /constraint 'node.labels.zone' needs an operator/ },
+  { name: 'constraint on an unknown key', method: 'POST', path: '/v1/services', body: svc({ constraints: ['node.colour==red'] }), status: 400, message: /unknown key 'node.colour'/ },
+  { name: 'constraint on node.role', method: 'POST', path: '/v1/services', body: svc({ constraints: ['node.role==manager'] }), status: 400, message: /node.role is not supported/ },
+  { name: 'constraints not a list', method: 'POST', path: '/v1/services', body: svc({ constraints: 'node.id==x' }), status: 400, message: /constraints must be a list/ },
+  { name: 'bad restart condition', method: 'POST', path: '/v1/services', body: svc({ restartPolicy: { condition: 'always' } }), status: 400, message: /restartPolicy.condition must be one of none, on-failure, any/ },
+  { name: 'negative restart attempts', method: 'POST', path: '/v1/services', body: svc({ restartPolicy: { maxAttempts: -1 } }), status: 400, message: /restartPolicy.maxAttempts must be between 0/ },
+  { name: 'unknown restart policy field', method: 'POST', path: '/v1/services', body: svc({ restartPolicy: { backoff: 2 } }), status: 400, message: /unknown field 'backoff' in restartPolicy/ },
+  { name: 'bad update order', method: 'POST', path: '/v1/services', body: svc({ updateConfig: { order: 'whatever' } }), status: 400, message: /updateConfig.order must be one of stop-first, start-first/ },
+  { name: 'bad update failure action', method: 'POST', path: '/v1/services', body: svc({ updateConfig: { failureAction: 'retry' } }), status: 400, message: /updateConfig.failureAction must be one of pause, continue, rollback/ },
+  { name: 'rollback config cannot roll back', method: 'POST', path: '/v1/services', body: svc({ rollbackConfig: { failureAction: 'rollback' } }), status: 400, message: /rollbackConfig.failureAction must be one of pause, continue/ },
+  { name: 'failure ratio above 1', method: 'POST', path: '/v1/services', body: svc({ updateConfig: { maxFailureRatio: 1.5 } }), status: 400, message: /maxFailureRatio must be a number from 0 to 1/ },
+  { name: 'negative parallelism', method: 'POST', path: '/v1/services', body: svc({ updateConfig: { parallelism: -2 } }), status: 400, message: /updateConfig.parallelism must be between 0/ },
+  { name: 'negative stop grace period', method: 'POST', path: '/v1/services', body: svc({ stopGracePeriodMs: -1 }), status: 400, message: /stopGracePeriodMs must be between 0/ },
+  { name: 'memory limit below 6 MiB', method: 'POST', path: '/v1/services', body: svc({ resources: { limits: { memoryBytes: 4096 } } }), status: 400, message: /memoryBytes must be between 6291456/ },
+  { name: 'cpu limit below 0.01', method: 'POST', path: '/v1/services', body: svc({ resources: { limits: { nanoCpus: 5 } } }), status: 400, message: /nanoCpus must be between 10000000/ },
+  { name: 'reservations are not supported', method: 'POST', path: '/v1/services', body: svc({ resources: { reservations: { memoryBytes: 1e8 } } }), status: 400, message: /unknown field 'reservations' in resources/ },
+  { name: 'bad hostname', method: 'POST', path: '/v1/services', body: svc({ hostname: '-web' }), status: 400, message: /hostname '-web' is invalid/ },
+  { name: 'relative workdir', method: 'POST', path: '/v1/services', body: svc({ workdir: 'app' }), status: 400, message: /workdir 'app' must be an absolute path/ },
+  { name: 'bad user', method: 'POST', path: '/v1/services', body: svc({ user: 'a b' }), status: 400, message: /user 'a b' is invalid/ },
+  { name: 'mode change on update', method: 'POST', path: '/v1/services/web/update', body: { mode: 'global' }, status: 400, message: /mode cannot be changed after create/ },
+  { name: 'scale a global service', method: 'POST', path: '/v1/services/mon/scale', body: { replicas: 3 }, status: 400, message: /service 'mon' is global .* replicas do not apply/ },
+  { name: 'update with a bad constraint', method: 'POST', path: '/v1/services/web/update', body: { constraints: ['x==y'] }, status: 400, message: /unknown key 'x'/ },
+  { name: 'rollback of a never-updated service', method: 'POST', path: '/v1/services/web/rollback', status: 400, message: /service 'web' has no previous spec to roll back to/ },
+  { name: 'rollback with a stale version', method: 'POST', path: '/v1/services/web/rollback', body: { version: 99 }, status: 409, message: /is at version 1, not 99/ },
+  { name: 'rollback of an unknown service', method: 'POST', path: '/v1/services/nope/rollback', status: 404, message: /service 'nope' not found/ },
+  { name: 'rollback with an unknown field', method: 'POST', path: '/v1/services/web/rollback', body: { to: 3 }, status: 400, message: /unknown field 'to' in rollback request/ },
+  { name: 'update with a stale ?version (Docker\'s way)', method: 'POST', path: '/v1/services/web/update?version=42', body: { replicas: 1 }, status: 409, message: /is at version 1, not 42/ },
+  { name: 'update with a bad ?version', method: 'POST', path: '/v1/services/web/update?version=abc', body: { replicas: 1 }, status: 400, message: /version must be a positive integer, got 'abc'/ },
+  { name: 'update with ?version and a different body version', method: 'POST', path: '/v1/services/web/update?version=1', body: { version: 2, replicas: 1 }, status: 400, message: /version 1 in the query and 2 in the body differ/ },
+  { name: 'node labels and labelAdd together', method: 'POST', path: '/v1/nodes/nope/update', body: { labels: {}, labelAdd: { a: 'b' } }, status: 400, message: /either labels .* or labelAdd\/labelRm/ },
+  { name: 'node label key invalid', method: 'POST', path: '/v1/nodes/nope/update', body: { labelAdd: { 'a b': 'c' } }, status: 400, message: /'a b' is not a valid label key/ },
+  { name: 'node label update of an unknown node', method: 'POST', path: '/v1/nodes/nope/update', body: { labelAdd: { zone: 'a' } }, status: 404, message: /node 'nope' not found/ },
 ];
 
 describe('bad API requests', () => {
@@ -161,6 +203,35 @@ const cliCases: CliCase[] = [
   { name: 'events bad type', argv: ['events', '--filter', 'type=volume'], message: /must be one of network, service, task, node/ },
   { name: 'events --since garbage', argv: ['events', '--since', 'soon'], message: /--since 'soon' is neither/ },
   { name: 'bad --host', argv: ['network', 'ls', '--host', 'ftp://x'], message: /must be an http:\/\/ URL or a unix:\/\/ socket path/ },
+  // Swarm service flags
+  { name: 'bad --mode', argv: ['service', 'create', '--name', 's3', '--mode', 'sometimes', '--', 'true'], message: /service.mode must be one of replicated, global/ },
+  { name: '--mode on update', argv: ['service', 'update', '--mode', 'global', 'web'], code: 2, message: /unknown flag --mode/ },
+  { name: 'bad --constraint', argv: ['service', 'create', '--name', 's3', '--constraint', 'zone=a', '--', 'true'], message: /constraint 'zone=a' needs an operator/ },
+  { name: 'bad --restart-condition', argv: ['service', 'create', '--name', 's3', '--restart-condition', 'never', '--', 'true'], message: /restartPolicy.condition must be one of none, on-failure, any/ },
+  { name: '--restart-delay without a unit', argv: ['service', 'create', '--name', 's3', '--restart-delay', '5', '--', 'true'], message: /--restart-delay '5' is not a duration/ },
+  { name: 'bad --restart-max-attempts', argv: ['service', 'create', '--name', 's3', '--restart-max-attempts', 'many', '--', 'true'], message: /--restart-max-attempts must be a whole number/ },
+  { name: 'bad --update-parallelism', argv: ['service', 'update', '--update-parallelism', 'two', 'web'], message: /--update-parallelism must be a whole number/ },
+  { name: 'bad --update-order', argv: ['service', 'update', '--update-order', 'random', 'web'], message: /updateConfig.order must be one of stop-first, start-first/ },
+  { name: 'bad --update-failure-action', argv: ['service', 'update', '--update-failure-action', 'retry', 'web'], message: /failureAction must be one of pause, continue, rollback/ },
+  { name: 'bad --update-max-failure-ratio', argv: ['service', 'update', '--update-max-failure-ratio', 'half', 'web'], message: /--update-max-failure-ratio must be a number from 0 to 1/ },
+  { name: 'bad --rollback-failure-action', argv: ['service', 'update', '--rollback-failure-action', 'rollback', 'web'], message: /rollbackConfig.failureAction must be one of pause, continue/ },
+  { name: 'bad --stop-grace-period', argv: ['service', 'create', '--name', 's3', '--stop-grace-period', 'soon', '--', 'true'], message: /--stop-grace-period 'soon' is not a duration/ },
+  { name: 'bad --limit-memory', argv: ['service', 'create', '--name', 's3', '--limit-memory', 'lots', '--', 'true'], message: /--limit-memory 'lots' is not a size/ },
+  { name: '--limit-memory too small', argv: ['service', 'create', '--name', 's3', '--limit-memory', '1m', '--', 'true'], message: /memoryBytes must be between 6291456/ },
+  { name: 'bad --limit-cpu', argv: ['service', 'create', '--name', 's3', '--limit-cpu', 'half', '--', 'true'], message: /--limit-cpu 'half' is not a number of CPUs/ },
+  { name: '--env-file missing', argv: ['service', 'create', '--name', 's3', '--env-file', '/nonexistent/app.env', '--', 'true'], message: /--env-file \/nonexistent\/app.env cannot be read: ENOENT/ },
+  { name: '--env-file with a bad line', argv: ['service', 'create', '--name', 's3', '--env-file', BAD_ENV, '--', 'true'], message: /line 2: 'not a variable' is not KEY=VALUE/ },
+  { name: 'bad --hostname', argv: ['service', 'create', '--name', 's3', '--hostname', 'a_b', '--', 'true'], message: /hostname 'a_b' is invalid/ },
+  { name: 'bad --user', argv: ['service', 'create', '--name', 's3', '--user', 'x:y:z', '--', 'true'], message: /user 'x:y:z' is invalid/ },
+  { name: 'relative --workdir', argv: ['service', 'create', '--name', 's3', '--workdir', 'srv', '--', 'true'], message: /workdir 'srv' must be an absolute path/ },
+  { name: '--constraint-rm of a constraint not set', argv: ['service', 'update', '--constraint-rm', 'node.id==x', 'web'], message: /constraint 'node.id==x' is not set on service 'web'/ },
+  { name: '--constraint with --constraint-add', argv: ['service', 'update', '--constraint', 'node.id==x', '--constraint-add', 'node.id==y', 'web'], message: /--constraint replaces every constraint/ },
+  { name: 'rollback of a never-updated service', argv: ['service', 'rollback', 'web'], message: /has no previous spec to roll back to/ },
+  { name: 'rollback --version stale', argv: ['service', 'rollback', '--version', '7', 'web'], message: /is at version 1, not 7/ },
+  { name: 'scale a global service', argv: ['service', 'scale', 'mon=2'], message: /service 'mon' is global/ },
+  { name: 'update --rollback with another change', argv: ['service', 'update', '--rollback', '--replicas', '3', 'web'], message: /--rollback takes no other change \(got --replicas\)/ },
+  { name: 'update --rollback of a never-updated service', argv: ['service', 'update', '--rollback', 'web'], message: /has no previous spec to roll back to/ },
+  { name: 'node --label-rm on an unknown node', argv: ['node', 'update', '--label-rm', 'zone', 'ghost'], message: /node 'ghost' not found/ },
 ];
 
 describe('bad CLI invocations', () => {

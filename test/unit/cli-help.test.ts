@@ -184,7 +184,7 @@ describe('bash completion (a real bash runs the generated script)', () => {
     ['shoal ser', ['service']],
     ['shoal n', ['network', 'node']],
     ['shoal ', ['--help', '--version', 'agent', 'completion', 'down', 'events', 'info', 'join-token', 'manager', 'network', 'node', 'service', 'up', 'version']],
-    ['shoal service ', ['create', 'inspect', 'logs', 'ls', 'ps', 'rm', 'scale', 'update']],
+    ['shoal service ', ['create', 'inspect', 'logs', 'ls', 'ps', 'rm', 'rollback', 'scale', 'update']],
     ['shoal service l', ['logs', 'ls']],
     ['shoal service create --endpoint-mode ', ['dnsrr', 'vip']],
     ['shoal service create --lb-scheduler w', ['wrr']],
@@ -212,7 +212,7 @@ describe('bash completion (a real bash runs the generated script)', () => {
     // compgen does not filter by prefix (compadd does), so each answer is the whole candidate set.
     const cases: Array<[string[], number, string]> = [
       [['shoal', 'ser'], 1, 'network node service info events version completion down join-token up manager agent --help --version'],
-      [['shoal', 'service', 'l'], 2, 'create ls ps logs inspect rm scale update'],
+      [['shoal', 'service', 'l'], 2, 'create ls ps logs inspect rm scale update rollback'],
       [['shoal', 'service', 'create', '--endpoint-mode', ''], 4, 'vip dnsrr'],
       [['shoal', 'network', 'ls', '--fo'], 3, '--filter -f --format --quiet -q --host -H --token --data-dir --help -h'],
     ];

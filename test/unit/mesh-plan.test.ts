@@ -36,6 +36,10 @@ interface TaskOpts {
   hash?: string;
   since?: string;
   id?: string;
+  message?: string;
+  createdAt?: string;
+  restarts?: number;
+  healthy?: boolean;
 }
 
 /** A task of `svc` in `slot` on node `nodeName` ('' = pending); running and current by default. */
@@ -48,11 +52,11 @@ function task(svc: Service, slot: number, nodeName: string, o: TaskOpts = {}): T
     slot,
     nodeId: nodeName ? `n-${nodeName}` : '',
     desiredState: o.desired ?? 'running',
-    status: { state, message: '', since: o.since ?? T0 },
+    status: { state, message: o.message ?? '', since: o.since ?? T0, ...(o.restarts !== undefined ? { restarts: o.restarts } : {}), ...(o.healthy !== undefined ? { healthy: o.healthy } : {}) },
     addresses: {},
     serviceVersion: svc.version,
     specHash: o.hash ?? specHash(svc),
-    createdAt: T0,
+    createdAt: o.createdAt ?? T0,
   };
   if (o.released !== undefined) t.addressesReleased = o.released;
   return t;
@@ -68,6 +72,10 @@ function fmt(s: PlanStep): string {
     case 'end': return `end ${s.task.id} ${s.state} (${s.reason})`;
     case 'release': return `release ${s.task.id}`;
     case 'delete': return `delete ${s.task.id}`;
+    case 'pending': return `pending ${s.task.id} (${s.message})`;
+    case 'update-status': return `update-status ${s.service.spec.name} ${s.status.state} (${s.status.message})`;
+    case 'rollback': return `rollback ${s.service.spec.name} (${s.reason})`;
+    case 'wake': return `wake in ${s.inMs} ms`;
   }
 }
 
@@ -128,7 +136,7 @@ const cases: Case[] = [
   },
   {
     name: 'ended tasks do not count as load',
-    services: [web1], nodes: [node('a'), node('b')], tasks: [task(web1, 1, 'a', { state: 'failed', released: true, id: 'old' }), task(web1, 1, 'b', { state: 'running', desired: 'shutdown', id: 'going' })],
+    services: [web1], nodes: [node('a'), node('b')], tasks: [task(web1, 1, 'a', { state: 'orphaned', released: true, id: 'old' }), task(web1, 1, 'b', { state: 'running', desired: 'shutdown', id: 'going' })],
     // 'going' is not live (desired shutdown), 'old' ended: both nodes are empty, name decides.
     want: ['create web.1 -> a'],
   },
@@ -149,7 +157,7 @@ const cases: Case[] = [
   },
   {
     name: 'a pending task stays pending while no node is eligible',
-    services: [web1], nodes: [node('a', 'ready', 'pause')], tasks: [task(web1, 1, '', { state: 'new' })],
+    services: [web1], nodes: [node('a', 'ready', 'pause')], tasks: [task(web1, 1, '', { state: 'pending', message: 'no suitable node (1 node not available for new tasks)' })],
     want: [],
   },
   {
@@ -193,9 +201,21 @@ const cases: Case[] = [
     want: ['shutdown web.1@pending:new (scaled down)'],
   },
   {
-    name: 'spec change: outdated task shut down and replaced (on the less loaded node)',
+    name: 'spec change (stop-first by default): the outdated task is shut down first',
     services: [webNewCmd], nodes: [node('a'), node('b')], tasks: [task(webNewCmd, 1, 'a', { hash: specHash(web1) })],
-    want: ['create web.1 -> b', 'shutdown web.1@a:running (service updated)'],
+    want: ['shutdown web.1@a:running (service updated)'],
+  },
+  {
+    name: 'spec change: the slot is refilled once the outdated task has ended (on the less loaded node)',
+    nodes: [node('a'), node('b')],
+    services: [webNewCmd, api1],
+    tasks: [task(webNewCmd, 1, 'a', { hash: specHash(web1), state: 'shutdown', desired: 'shutdown', released: true }), task(api1, 1, 'a')],
+    want: ['create web.1 -> b'],
+  },
+  {
+    name: 'spec change: nothing is created while the outdated task stops (stop-first holds the slot)',
+    services: [webNewCmd], nodes: [node('a'), node('b')], tasks: [task(webNewCmd, 1, 'a', { hash: specHash(web1), desired: 'shutdown' })],
+    want: [],
   },
   {
     name: 'removed service: its tasks are shut down and nothing is created',
@@ -225,9 +245,14 @@ const cases: Case[] = [
     want: ['release web.1@a:complete', 'release web.1@a:failed', 'release web.1@a:shutdown', 'release web.1@gone:orphaned'],
   },
   {
-    name: 'a failed task frees its slot: replaced and released',
+    name: 'a task its restart policy ended (failed, current spec) keeps its slot: released, not replaced',
     services: [web1], nodes: [node('a')], tasks: [task(web1, 1, 'a', { state: 'failed', released: false })],
-    want: ['create web.1 -> a', 'release web.1@a:failed'],
+    want: ['release web.1@a:failed'],
+  },
+  {
+    name: 'a failed task of an older spec is replaced',
+    services: [webNewCmd], nodes: [node('a')], tasks: [task(webNewCmd, 1, 'a', { state: 'failed', released: true, hash: specHash(web1) })],
+    want: ['create web.1 -> a'],
   },
   {
     name: 'released terminal tasks within the history limit are kept',
@@ -301,9 +326,9 @@ describe('plan', () => {
     const nodesDown = [node('a', 'down')];
     const first = plan([web1], nodesDown, []);
     expect(first.map(fmt)).toEqual(['create web.1 -> (pending)']);
-    const pending = task(web1, 1, '', { state: 'new' });
+    const pending = task(web1, 1, '', { state: 'pending', message: 'no suitable node (1 node not available for new tasks)' });
     expect(plan([web1], nodesDown, [pending])).toEqual([]);
-    expect(plan([web1], [node('a')], [pending]).map(fmt)).toEqual(['assign web.1@pending:new -> a']);
+    expect(plan([web1], [node('a')], [pending]).map(fmt)).toEqual(['assign web.1@pending:pending -> a']);
     const placed = task(web1, 1, 'a', { state: 'assigned' });
     expect(plan([web1], nodesDown, [placed]).map(fmt).sort()).toEqual(['create web.1 -> (pending)', 'end web.1@a:assigned orphaned (node a is down)']);
   });
@@ -423,15 +448,23 @@ describe('plan (property)', () => {
           expect(TERMINAL.has(s.task.status.state) && !s.task.addressesReleased).toBe(true);
         }
       }
-      // Every slot 1..replicas of every service is either kept or created.
+      // Every slot 1..replicas of every service is either kept or created, unless an outdated
+      // task of the slot is stopping first (stop-first update: now or already), or the slot's
+      // latest task was ended for good by its restart policy under the current spec.
+      const updating = new Set(out.flatMap((s) => (s.kind === 'shutdown' && s.reason === 'service updated' ? [`${s.task.serviceId}/${s.task.slot}`] : [])));
       for (const svc of services) {
         for (let slot = 1; slot <= svc.spec.replicas; slot++) {
           const k = `${svc.id}/${slot}`;
-          expect(kept.has(k) || created.has(k), `slot ${k} left empty`).toBe(true);
+          const mine = tasks.filter((t) => t.serviceId === svc.id && t.slot === slot);
+          const holding = mine.some((t) => t.specHash === 'stale' && t.desiredState === 'shutdown' && !TERMINAL.has(t.status.state) && !ending.has(t.id)
+            && nodes.some((n) => n.id === t.nodeId && n.state === 'ready' && n.availability !== 'drain'));
+          const latest = mine[0];
+          const done = latest !== undefined && mine.every((t) => t.createdAt === latest.createdAt) && mine.some((t) => t.specHash !== 'stale' && (t.status.state === 'complete' || t.status.state === 'failed'));
+          expect(kept.has(k) || created.has(k) || updating.has(k) || holding || done, `slot ${k} left empty`).toBe(true);
         }
       }
       // A task gets at most one step.
-      const ids = out.flatMap((s) => (s.kind === 'create' ? [] : [s.task.id]));
+      const ids = out.flatMap((s) => ('task' in s ? [s.task.id] : []));
       expect(new Set(ids).size).toBe(ids.length);
     }), { numRuns: 500 });
   });

@@ -303,12 +303,12 @@ describe('parseNodeUpdate', () => {
 
   const bad: Bad[] = [
     ['a non-object', [], /^node update must be a JSON object$/],
-    ['an empty update', {}, /^node update changes nothing: give availability or labels$/],
+    ['an empty update', {}, /^node update changes nothing: give availability, labels, labelAdd or labelRm$/],
     ['an unknown availability', { availability: 'off' }, /^node\.availability must be one of active, drain, pause, got 'off'$/],
     ['availability not a string', { availability: 1 }, /^node\.availability must be a string$/],
     ['labels not an object', { labels: 'zone=a' }, /^node\.labels must be a JSON object$/],
     ['a label value not a string', { labels: { zone: 1 } }, /^node\.labels\.zone must be a string$/],
-    ['an unknown field', { state: 'down' }, /^unknown field 'state' in node update \(allowed: availability, labels\)$/],
+    ['an unknown field', { state: 'down' }, /^unknown field 'state' in node update \(allowed: availability, labels, labelAdd, labelRm\)$/],
   ];
   it.each(bad)('refuses %s', (_name, body, message) => {
     expect(errorOf(() => parseNodeUpdate(body)).message).toMatch(message);
