@@ -11,6 +11,7 @@
  *   GET    /v1/tasks?service=&node=      GET /v1/tasks/:ref         POST /v1/tasks/prune
  *   GET    /v1/nodes                     GET /v1/nodes/:ref         DELETE /v1/nodes/:ref?force=1
  *   POST   /v1/nodes/:ref/update         POST /v1/nodes/prune
+ *   GET    /v1/managers                  (several managers on etcd: reachability, leader)
  *   WS     /v1/watch?revision=N          WS /v1/agent (join token)
  */
 import { invalid } from '../../src/errors.js';
@@ -95,5 +96,6 @@ export function routes(m: Manager): Route[] {
       return { body: await removeNode(s, r.params['ref'] ?? '', ['1', 'true'].includes(r.query.get('force') ?? '')) };
     }),
     route('POST', '/v1/nodes/prune', async (r) => { noBody(r.body); return { body: { removed: await pruneNodes(s) } }; }),
+    route('GET', '/v1/managers', async () => ({ body: await m.managers() })),
   ];
 }

@@ -7,6 +7,7 @@ import { taskName, type Network, type Node, type Service, type Task } from '../.
 import { all, isSet, keyValues, one, parsePublish, type FlagSpec, type Parsed } from './args.js';
 import { call, stream, type Endpoint } from './client.js';
 import { ago, table } from './format.js';
+import { nodeTable, type ManagerStatus } from './nodes-table.js';
 
 export const GLOBAL_FLAGS: FlagSpec[] = [
   { name: 'host', short: 'H' }, { name: 'token' }, { name: 'data-dir' }, { name: 'format' }, { name: 'quiet', short: 'q', bool: true },
@@ -180,7 +181,7 @@ const commands: Record<string, Command> = {
       exactly(p, 0, commands['node ls']!.usage);
       const nodes = await call<Node[]>(ep, 'GET', '/v1/nodes');
       if (wantJson(p)) return json(nodes);
-      return table(['ID', 'NAME', 'ADDRESS', 'STATUS', 'AVAILABILITY'], nodes.map((n) => [n.id.slice(0, 12), n.name, n.address, n.state[0]?.toUpperCase() + n.state.slice(1), n.availability[0]?.toUpperCase() + n.availability.slice(1)]));
+      return nodeTable(nodes, await call<ManagerStatus[]>(ep, 'GET', '/v1/managers'));
     },
   },
   'node inspect': { usage: 'shoal node inspect NODE...', flags: [], run: (ep, p) => inspectMany(ep, 'nodes', need(p, 1, commands['node inspect']!.usage)) },

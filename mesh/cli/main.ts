@@ -13,6 +13,8 @@ import type { WatchFrame } from '../api/watch.js';
 import { wsUrl } from '../agent/session.js';
 import type { Agent } from '../agent/index.js';
 import { registerAgentMetrics, registerManagerMetrics, Registry, serveMetrics } from '../metrics.js';
+import { createStoreMetrics } from '../manager/metrics.js';
+import { formatStoreLocation, parseStoreLocation } from '../../src/store/etcd/index.js';
 import { one, parseArgs, type FlagSpec } from './args.js';
 import { resolveEndpoint } from './client.js';
 import { findCommand, GLOBAL_FLAGS, usageText } from './commands.js';
@@ -22,7 +24,7 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
   { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' }, { name: 'lb-dataplane' },
-  { name: 'resync-interval' },
+  { name: 'resync-interval' }, { name: 'store' }, { name: 'leader-ttl' }, { name: 'heartbeat-interval' },
 ];
 
 /** `30s`, `500ms`, `2m` or a bare number of seconds, as milliseconds (`--resync-interval`). */
@@ -49,9 +51,10 @@ async function startMetrics(p: ReturnType<typeof parseArgs>, fallback: string, r
 }
 
 const USAGE = `usage: shoal COMMAND
-  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
-  shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT]
-  shoal agent --join URL --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT]
+  shoal up [--data-dir DIR] [--listen HOST:PORT] [--name NODE] [--address IP] [--metrics-addr HOST:PORT] [--store etcd://HOST:PORT,...]
+  shoal manager [--data-dir DIR] [--listen HOST:PORT] [--metrics-addr HOST:PORT] [--store embedded|etcd://HOST:PORT[,HOST:PORT...]]
+                [--name NAME] [--node-ttl SECONDS] [--leader-ttl SECONDS]
+  shoal agent --join URL[,URL...] --token JOIN_TOKEN [--data-dir DIR] [--name NODE] [--address IP] [--metrics-addr HOST:PORT] [--heartbeat-interval 500ms]
               [--isolation netns|none] [--link-prefix sh] [--netns-prefix shoal-NODE-] [--dns-upstream IP[:PORT]]... [--vxlan-port 4789]
               [--lb-dataplane auto|ipvs|nftables|none] [--resync-interval 30s]
   shoal events
@@ -65,15 +68,25 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   if (p.positional.length) throw new Error(`shoal ${kind} takes no arguments (got '${p.positional[0]}')`);
   const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
   const log = (m: string, e?: unknown): void => io.err(`${new Date().toISOString()} ${m}${e ? `: ${messageOf(e)}` : ''}\n`);
-  const ttl = one(p, 'node-ttl');
+  const ttl = seconds(one(p, 'node-ttl'), '--node-ttl');
+  const leaderTtl = seconds(one(p, 'leader-ttl'), '--leader-ttl');
+  const store = one(p, 'store');
+  for (const f of kind === 'agent' ? ['store', 'leader-ttl', 'node-ttl', 'listen'] : kind === 'manager' ? ['heartbeat-interval'] : []) {
+    if (p.flags.has(f)) throw new Error(`shoal ${kind} does not take --${f} (${kind === 'agent' ? 'managers do' : 'agents do'})`);
+  }
   const stops: Array<() => Promise<void>> = [];
   // One registry per process: the agent's DNS registers on it as it starts.
   const reg = new Registry();
   if (kind === 'up' || kind === 'manager') {
     const listen = one(p, 'listen');
-    const m = await startManager({ dataDir, log, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: Number(ttl) } : {}) });
+    const storeMetrics = createStoreMetrics(reg);
+    const name = one(p, 'name');
+    const m = await startManager({
+      dataDir, log, storeObserver: storeMetrics, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: ttl } : {}),
+      ...(store !== undefined ? { store } : {}), ...(name ? { name } : {}), ...(leaderTtl ? { leaderTtlSeconds: leaderTtl } : {}),
+    });
     stops.push(() => m.stop());
-    io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}\n`);
+    io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}${store ? ` (store ${formatStoreLocation(parseStoreLocation(store))})` : ''}\n`);
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
     let agent: Agent | undefined;
     if (kind === 'up') {
@@ -104,7 +117,14 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
   return 0;
 }
 
-type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs'>;
+/** A whole number of seconds (1..3600) from a flag, or undefined when the flag is absent. */
+function seconds(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 3600) throw new Error(`${flag} must be a whole number of seconds from 1 to 3600, got '${v}'`);
+  return Number(v);
+}
+
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs' | 'heartbeatIntervalMs'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   const out: AgentFlags = {};
@@ -135,6 +155,8 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   }
   const ri = one(p, 'resync-interval');
   if (ri !== undefined) out.resyncIntervalMs = parseDuration(ri, '--resync-interval');
+  const hb = one(p, 'heartbeat-interval');
+  if (hb !== undefined) out.heartbeatIntervalMs = parseDuration(hb, '--heartbeat-interval');
   return out;
 }
 

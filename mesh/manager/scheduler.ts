@@ -14,6 +14,7 @@ import { alloc, type Claim } from './alloc.js';
 import { ingressNetwork, publishes } from './ingress.js';
 import { listObjects, putObject, deleteObject, unchanged, getObject } from './objects.js';
 import { plan, specHash, type PlanStep } from './plan.js';
+import { assertClaimUnchanged, claimSlot, dropStaleClaims, listSlotClaims, type SlotClaim } from './slots.js';
 
 export interface SchedulerOptions {
   historyLimit?: number;
@@ -51,8 +52,8 @@ export class Scheduler {
 
   /** One reconcile pass. Throws when any step failed, so the runner retries and counts it. */
   async sync(): Promise<void> {
-    const [services, nodes, tasks] = await Promise.all([
-      listObjects(this.store, 'services'), listObjects(this.store, 'nodes'), listObjects(this.store, 'tasks'),
+    const [services, nodes, tasks, slots] = await Promise.all([
+      listObjects(this.store, 'services'), listObjects(this.store, 'nodes'), listObjects(this.store, 'tasks'), listSlotClaims(this.store),
     ]);
     const rev = new Map(tasks.map((t) => [t.obj.id, t.modRevision]));
     const steps = plan(services.map((s) => s.obj), nodes.map((n) => n.obj), tasks.map((t) => t.obj), this.opts.historyLimit);
@@ -60,19 +61,20 @@ export class Scheduler {
     let lastErr: unknown;
     for (const step of steps) {
       try {
-        await this.apply(step, rev);
+        await this.apply(step, rev, slots);
       } catch (e) {
         failures++;
         lastErr = e;
       }
     }
+    await dropStaleClaims(this.store, slots, services.map((v) => v.obj)).catch((e: unknown) => { failures++; lastErr = e; });
     this.lastFailures = failures;
     if (failures > 0) throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
   }
 
-  private async apply(step: PlanStep, rev: Map<string, number>): Promise<void> {
+  private async apply(step: PlanStep, rev: Map<string, number>, slots: ReadonlyMap<string, SlotClaim>): Promise<void> {
     const now = new Date().toISOString();
-    if (step.kind === 'create') return this.createTask(step.service, step.slot, step.nodeId, now);
+    if (step.kind === 'create') return this.createTask(step.service, step.slot, step.nodeId, now, slots);
     const t = step.task;
     const guard = unchanged('tasks', t.id, rev.get(t.id) ?? 0);
     let next: Task | undefined;
@@ -101,11 +103,14 @@ export class Scheduler {
     if (!res.succeeded) throw new Error(`task ${t.id} changed meanwhile; re-planning`);
   }
 
-  private async createTask(svcIn: { id: string }, slot: number, nodeId: string, now: string): Promise<void> {
+  private async createTask(svcIn: { id: string }, slot: number, nodeId: string, now: string, slots: ReadonlyMap<string, SlotClaim>): Promise<void> {
     const id = newId();
+    // Fails the create if another scheduler claimed the slot since our listing (slots.ts).
+    const slotClaim = claimSlot(slots, svcIn.id, slot, id);
     await alloc.commit(this.store, async () => {
       const cur = await getObject(this.store, 'services', svcIn.id);
       if (!cur) throw new Error('service removed meanwhile');
+      await assertClaimUnchanged(this.store, slots, svcIn.id, slot);
       const svc = cur.obj;
       const claims: Array<Claim<string>> = [];
       const addresses: Task['addresses'] = {};
@@ -134,8 +139,8 @@ export class Scheduler {
         addresses, serviceVersion: svc.version, specHash: specHash(svc), createdAt: now,
       };
       return {
-        compares: [unchanged('services', svc.id, cur.modRevision), ...claims.flatMap((c) => c.compares)],
-        success: [...claims.flatMap((c) => c.ops), putObject('tasks', id, task)],
+        compares: [unchanged('services', svc.id, cur.modRevision), ...slotClaim.compares, ...claims.flatMap((c) => c.compares)],
+        success: [...claims.flatMap((c) => c.ops), ...slotClaim.ops, putObject('tasks', id, task)],
       };
     });
   }
