@@ -249,7 +249,12 @@ export class AgentSession {
     }
     if (msg.type === 'established') {
       const f = msg as unknown as Extract<WatchFrame, { type: 'established' }>;
-      if (f.relist) this.opts.index.applyList(f.kvs ?? [], f.revision);
+      if (f.relist) {
+        this.log(`watch re-listed at revision ${f.revision} from manager ${this.manager}`);
+        this.opts.index.applyList(f.kvs ?? [], f.revision);
+      } else {
+        this.log(`watch resumed from revision ${f.revision} on manager ${this.manager}`);
+      }
       return;
     }
     if (msg.type === 'events') {

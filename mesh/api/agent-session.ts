@@ -16,7 +16,7 @@
  * intervals after a ping, so an agent that vanished without a FIN is dropped within 3.
  */
 import type { WebSocket, RawData } from 'ws';
-import { conflict, invalid, messageOf } from '../../src/errors.js';
+import { conflict, invalid, isKind, messageOf } from '../../src/errors.js';
 import type { Task, TaskStatus } from '../../src/model/types.js';
 import type { Store } from '../../src/store/types.js';
 import type { Manager } from '../manager/index.js';
@@ -145,7 +145,11 @@ export function handleAgentSession(
         if (keepAliveInFlight) return true;
         keepAliveInFlight = true;
         m.store.keepAlive(leaseId)
-          .catch(() => ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again'))
+          // Only an expired lease ends the session. A store that cannot be reached (etcd
+          // without a quorum) is not the agent's fault: it keeps its session and its
+          // dataplane, and its lease (which etcd extends across its own recovery) is renewed
+          // by the next heartbeat that gets through.
+          .catch((e: unknown) => { if (isKind(e, 'NotFound')) ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again'); })
           .finally(() => { keepAliveInFlight = false; });
         return true;
       }

@@ -11,6 +11,7 @@ import { DEFAULT_DATA_DIR, startAgent, startManager, tokenPath, type AgentProces
 import { DATAPLANE_CHOICES, type DataplaneChoice } from '../daemon/dataplane.js';
 import type { WatchFrame } from '../api/watch.js';
 import { wsUrl } from '../agent/session.js';
+import { parseManagerUrls } from '../api/manager-url.js';
 import type { Agent } from '../agent/index.js';
 import { registerAgentMetrics, registerManagerMetrics, Registry, serveMetrics } from '../metrics.js';
 import { createStoreMetrics } from '../manager/metrics.js';
@@ -103,6 +104,7 @@ async function daemon(kind: 'up' | 'manager' | 'agent', argv: string[], io: Io):
     const join = one(p, 'join');
     const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
+    parseManagerUrls(join, '--join'); // a bad list is refused before anything on the node is touched
     const a = await startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, ...nodeIdentity(p) });
     stops.push(() => a.stop());
     const stopMetrics = await startMetrics(p, '127.0.0.1:9323', reg, () => registerAgentMetrics(reg, a.agent), io);

@@ -7,7 +7,7 @@
  * member this process started and remove the data dirs.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,6 +93,7 @@ export async function startEtcdCluster(o: EtcdClusterOptions = {}): Promise<Etcd
   const n = o.placement?.length ?? o.members ?? 3;
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'shoal-etcd-'));
   const ownDir = o.dir === undefined;
+  mkdirSync(dir, { recursive: true });
   const ports = o.placement ? [] : await freePorts(2 * n);
   const token = `shoal-test-${process.pid}-${Date.now()}`;
   const spec = Array.from({ length: n }, (_, i) => {
