@@ -17,6 +17,7 @@ import type { Network, Node, Service, Task } from '../../src/model/types.js';
 import { destroyAllHarnesses, startHarness, type Harness, type HarnessProcess } from '../harness/cluster.js';
 import { runInNetns } from '../harness/process.js';
 import { until } from '../helpers/cluster.js';
+import { balancedAddresses } from '../helpers/nft-balanced.js';
 
 let h: Harness;
 const nodeName = new Map<string, string>();
@@ -167,10 +168,9 @@ describe('HA chaos', () => {
     // Every node's dataplane matches the desired state, seen from the probe's sandbox on each node.
     const tasks = (await call<Task[]>(ep(), 'GET', '/v1/tasks')).filter((t) => t.desiredState === 'running' && t.status.state === 'running');
     const ipsOf = (svcId: string): string[] => tasks.filter((t) => t.serviceId === svcId).map((t) => t.addresses[net.id]?.v4 ?? '').filter(Boolean).sort();
-    const wanted = new Set([...services.flatMap((s) => [s.vips[net.id]?.v4 ?? '']), ...tasks.map((t) => t.addresses[net.id]?.v4 ?? '')].filter(Boolean));
+    const runningIps = new Set(tasks.map((t) => t.addresses[net.id]?.v4 ?? '').filter(Boolean));
     const probes = tasks.filter((t) => t.serviceName === 'probe');
     expect(new Set(probes.map((t) => t.nodeId)).size).toBe(3);
-    const prefix = net.ipam.v4.subnet.split('.').slice(0, 3).join('.');
     await until(async () => {
       for (const p of probes) {
         const ns = `${nodeName.get(p.nodeId)}-${p.id}`;
@@ -179,11 +179,9 @@ describe('HA chaos', () => {
           const got = r.stdout.split('\n').map((l) => l.trim()).filter((l) => /^\d/.test(l)).sort();
           if (JSON.stringify(got) !== JSON.stringify(ipsOf(s.id))) return false;
         }
-        const rules = (await runInNetns(ns, ['nft', 'list', 'ruleset'], { timeoutMs: 10_000 })).stdout;
-        const inRules = new Set(rules.match(new RegExp(`${prefix.replace(/\./g, '\\.')}\\.\\d+`, 'g')) ?? []);
-        inRules.delete(net.ipam.v4.gateway);
-        for (const ip of inRules) if (!wanted.has(ip)) return false;
-        for (const s of services) if (s.vips[net.id] && !inRules.has(s.vips[net.id]!.v4)) return false;
+        // Balanced to exactly the running tasks on the network (every service there is in vip mode).
+        const balanced = balancedAddresses((await runInNetns(ns, ['nft', 'list', 'ruleset'], { timeoutMs: 10_000 })).stdout);
+        if (JSON.stringify([...balanced].sort()) !== JSON.stringify([...runningIps].sort())) return false;
       }
       return true;
     }, 'DNS and nftables on every node matching the running tasks', 60_000, 500);

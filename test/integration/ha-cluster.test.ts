@@ -15,6 +15,7 @@ import type { Node, Task } from '../../src/model/types.js';
 import { destroyAllHarnesses, startHarness, type Harness, type HarnessManager, type HarnessNode } from '../harness/cluster.js';
 import { runInNetns } from '../harness/process.js';
 import { until } from '../helpers/cluster.js';
+import { balancedAddresses } from '../helpers/nft-balanced.js';
 
 let h: Harness;
 const nodeName = new Map<string, string>();
@@ -62,9 +63,6 @@ async function dig(ns: string, name: string): Promise<string[]> {
 async function ruleset(ns: string): Promise<string> {
   return (await runInNetns(ns, ['nft', 'list', 'ruleset'], { timeoutMs: 10_000 })).stdout;
 }
-
-/** Whether `text` names the address `ip` (not merely a longer one that starts like it). */
-const mentions = (text: string, ip: string): boolean => new RegExp(`(?<![\\d.])${ip.replace(/\./g, '\\.')}(?![\\d])`).test(text);
 
 async function metric(ns: string, name: string): Promise<string[]> {
   const r = await runInNetns(ns, ['curl', '-sf', '--max-time', '5', 'http://127.0.0.1:9323/metrics'], { timeoutMs: 10_000 });
@@ -161,13 +159,15 @@ describe('several managers on etcd', () => {
     // Before: every probe elsewhere resolves and balances to the victim's replica.
     const rules0 = new Map<string, string>();
     for (const p of survivors) {
-      await until(async () => { rules0.set(sandbox(p), await ruleset(sandbox(p))); return deadIps.some((ip) => mentions(rules0.get(sandbox(p)) ?? '', ip)); }, `${sandbox(p)} balancing to ${deadIps.join(' ')}`, 30_000, 200);
+      await until(async () => { rules0.set(sandbox(p), await ruleset(sandbox(p))); return deadIps.some((ip) => balancedAddresses(rules0.get(sandbox(p)) ?? '').has(ip)); }, `${sandbox(p)} balancing to ${deadIps.join(' ')}`, 30_000, 200);
       await until(async () => (await dig(sandbox(p), 'tasks.web')).length === 3, `tasks.web from ${sandbox(p)}`, 30_000, 200);
-      expect(deadIps.some((ip) => mentions(rules0.get(sandbox(p)) ?? '', ip))).toBe(true);
     }
+    // The other nodes take no new task, so the replica's replacement stays pending and
+    // cannot come back on the dead replica's address: what must change is only its leaving.
+    const others = h.nodes.filter((n) => n !== victim);
+    for (const n of others) expect((await h.shoal('node', 'update', '--availability', 'pause', n.name)).code).toBe(0);
     await victim.kill();
     // After: gone from every other node's DNS and from every sandbox's rules (VIPs, ingress).
-    const others = h.nodes.filter((n) => n !== victim);
     let why = '';
     try {
       await until(async () => {
@@ -178,8 +178,8 @@ describe('several managers on etcd', () => {
         for (const n of others) {
           const sboxes = (await runInNetns(n.netns, ['ip', 'netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((x) => x.startsWith(`${n.netns}-`));
           for (const s of sboxes) {
-            const rules = await ruleset(s);
-            const left = deadIps.filter((ip) => mentions(rules, ip));
+            const balanced = balancedAddresses(await ruleset(s));
+            const left = deadIps.filter((ip) => balanced.has(ip));
             if (left.length) { why = `${s} still balances to ${left.join(' ')}`; return false; }
           }
         }
@@ -187,12 +187,13 @@ describe('several managers on etcd', () => {
       }, 'the dead node\'s replica gone from DNS and the balancers of every other node', 30_000, 100);
     } catch (e) {
       throw new Error(`${(e as Error).message}: ${why}`, { cause: e });
+      const node = (await h.json<Node[]>('node', 'ls')).find((n) => n.name === victim.name);
+      expect(node?.state).toBe('down');
     } finally {
       await victim.revive();
+      await victim.startAgent();
+      for (const n of others) await h.shoal('node', 'update', '--availability', 'active', n.name);
     }
-    const node = (await h.json<Node[]>('node', 'ls')).find((n) => n.name === victim.name);
-    expect(node?.state).toBe('down');
-    await victim.startAgent();
   }, 180_000);
 
   it('answers 503 Unavailable while etcd has no quorum, keeps every agent\'s dataplane, and resumes after', async () => {
