@@ -71,7 +71,8 @@ export class EtcdWatch implements Watcher {
   }
 
   private async open(): Promise<void> {
-    if (!this.active) return;
+    // A bad prefix is refused by the store (fail() follows in the next microtask).
+    if (!this.active || typeof this.prefix !== 'string') return;
     if (this.conn.isClosed) return this.fail(this.conn.closedError());
     const m = this.conn.current();
     let stream: IDuplexStream<IWatchRequest, IWatchResponse>;
