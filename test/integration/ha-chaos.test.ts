@@ -132,16 +132,18 @@ describe('HA chaos', () => {
       return ss;
     }, 'acknowledged writes present and every service converged', 120_000, 500);
     expect(acks).toBeGreaterThanOrEqual(24);
+    console.log(`chaos: ${acks} acknowledged writes, ${uncertain.size} services with a write of unknown outcome, ${services.length} services at the end`);
 
     // No slot ever had two live tasks: the task history from etcd, replayed by etcdctl.
     const hist = await etcd.etcdctl(['watch', '--prefix', '/shoal/tasks/', `--rev=${startRev + 1}`, '-w', 'json'], { timeoutMs: 8000 });
     const state = new Map<string, Task>();
-    const byRev = new Map<number, Array<{ type?: string; key: string; value: string }>>();
+    // etcdctl's JSON is etcd's protobuf as JSON: a put has no `type` (enum 0), a delete has 1.
+    const byRev = new Map<number, Array<{ del: boolean; key: string; value: string }>>();
     for (const line of hist.stdout.split('\n').filter((l) => l.startsWith('{'))) {
-      const resp = JSON.parse(line) as { Events?: Array<{ type?: string; kv: { key: string; value?: string; mod_revision: number } }> };
+      const resp = JSON.parse(line) as { Events?: Array<{ type?: string | number; kv: { key: string; value?: string; mod_revision: number } }> };
       for (const e of resp.Events ?? []) {
         const list = byRev.get(e.kv.mod_revision) ?? [];
-        list.push({ ...(e.type ? { type: e.type } : {}), key: Buffer.from(e.kv.key, 'base64').toString(), value: Buffer.from(e.kv.value ?? '', 'base64').toString() });
+        list.push({ del: e.type === 1 || e.type === 'DELETE', key: Buffer.from(e.kv.key, 'base64').toString(), value: Buffer.from(e.kv.value ?? '', 'base64').toString() });
         byRev.set(e.kv.mod_revision, list);
       }
     }
@@ -149,7 +151,7 @@ describe('HA chaos', () => {
     let worst = 0;
     for (const rev of [...byRev.keys()].sort((a, b) => a - b)) {
       for (const e of byRev.get(rev) ?? []) {
-        if (e.type === 'DELETE') state.delete(e.key);
+        if (e.del) state.delete(e.key);
         else state.set(e.key, JSON.parse(e.value) as Task);
       }
       const perSlot = new Map<string, number>();
@@ -157,6 +159,7 @@ describe('HA chaos', () => {
       worst = Math.max(worst, ...perSlot.values());
     }
     expect(worst).toBe(1);
+    console.log(`chaos: task history of ${byRev.size} revisions replayed, at most ${worst} live task per slot`);
 
     // Every agent connected, every node ready.
     await until(async () => (await h.json<Node[]>('node', 'ls')).every((n) => n.state === 'ready'), 'every node ready', 30_000, 200);

@@ -124,6 +124,8 @@ describe('several managers on etcd', () => {
     const etcd = h.etcd;
     if (!etcd) throw new Error('no etcd');
     const from = JSON.parse((await etcd.etcdctl(['endpoint', 'status', '-w', 'json'])).stdout)[0].Status.header.revision as number;
+    // A node write before the load: the history read below must show it (it is not empty by accident).
+    expect((await h.shoal('node', 'update', '--label', 'load=begin', h.nodes[0]!.name)).code).toBe(0);
     // Busy loops (2 per core) in the first node's namespace, ended by their own pids.
     const loops: ChildProcess[] = [];
     const cores = Math.max(1, Number((await runInNetns(h.nodes[0]!.netns, ['nproc'])).stdout.trim()) || 2);
@@ -138,10 +140,15 @@ describe('several managers on etcd', () => {
     // Every node write since: replayed from etcd's history by etcdctl.
     const r = await etcd.etcdctl(['watch', '--prefix', '/shoal/nodes/', `--rev=${from + 1}`, '-w', 'json'], { timeoutMs: 4000 });
     const states = r.stdout.split('\n').filter((l) => l.startsWith('{')).flatMap((l) => {
-      const resp = JSON.parse(l) as { Events?: Array<{ kv: { value?: string } }> };
-      return (resp.Events ?? []).map((e) => (JSON.parse(Buffer.from(e.kv.value ?? '', 'base64').toString() || '{}') as Node).state);
+      const resp = JSON.parse(l) as { Events?: Array<{ type?: number | string; kv: { value?: string } }> };
+      // Puts only (a delete, type 1, has no value).
+      return (resp.Events ?? []).filter((e) => !e.type).map((e) => (JSON.parse(Buffer.from(e.kv.value ?? '', 'base64').toString()) as Node).state);
     });
+    expect(states.length).toBeGreaterThan(0);
     expect(states.filter((s) => s === 'down')).toEqual([]);
+    // And no task of the loaded node was given up on.
+    const t = await call<Task[]>(ep(), 'GET', `/v1/tasks?node=${h.nodes[0]!.name}`);
+    expect(t.filter((x) => x.status.state === 'orphaned')).toEqual([]);
     expect((await h.json<Node[]>('node', 'ls')).map((n) => n.state)).toEqual(['ready', 'ready', 'ready']);
   }, 120_000);
 
