@@ -3,7 +3,8 @@
  * loopback): the shared conformance suite unchanged, then what only a cluster can show —
  * a watch that outlives the etcd leader it was on with no gap and no duplicate while writes
  * go on (none applied twice), quorum loss (Unavailable naming the endpoints, then recovery
- * with the watch resuming), and an unreachable cluster at open.
+ * with the watch resuming), an unreachable cluster at open, and the manager's watch stream
+ * (what agents resume) re-listing when etcd compacted the revision it resumes from.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,9 @@ import { openEtcdStore, parseStoreLocation, type EtcdStore } from '../../src/sto
 import type { WatchBatch } from '../../src/store/types.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { storeConformance, waitFor } from '../store/conformance.js';
+import { WebSocket } from 'ws';
+import { startTestManager } from '../helpers/cluster.js';
+import type { WatchFrame } from '../../mesh/api/watch.js';
 
 let cluster: Promise<EtcdCluster> | undefined;
 const etcd = (): Promise<EtcdCluster> => (cluster ??= startEtcdCluster({ members: 3 }));
@@ -151,5 +155,44 @@ describe('etcd store on a cluster that loses members', () => {
       endpoints: [{ host: '::1', port: 2379, address: '[::1]:2379' }, { host: '10.0.0.1', port: 2379, address: '10.0.0.1:2379' }],
     });
     expect(parseStoreLocation(undefined)).toEqual({ kind: 'embedded' });
+  });
+});
+
+describe('manager watch stream on etcd', () => {
+  /** The first frame of /v1/watch?revision=R. */
+  async function firstFrame(url: string, token: string, revision: number): Promise<WatchFrame> {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/watch?revision=${revision}`, { headers: { authorization: `Bearer ${token}` } });
+    try {
+      return await new Promise<WatchFrame>((resolve, reject) => {
+        ws.once('message', (d) => resolve(JSON.parse(d.toString()) as WatchFrame));
+        ws.once('error', reject);
+      });
+    } finally {
+      ws.close();
+    }
+  }
+
+  it('resumes from a revision etcd still has, and re-lists from one etcd compacted', async () => {
+    const c = await etcd();
+    const store = await open(c.storeUrl);
+    const m = await startTestManager({ store });
+    try {
+      const r1 = (await store.put('/shoal/bench/a', '1')).revision;
+      await store.put('/shoal/bench/a', '2');
+      const resumed = await firstFrame(m.url, m.token, r1);
+      expect(resumed).toEqual({ type: 'established', revision: r1, relist: false });
+      // etcdctl compacts past r1: an agent resuming from r1 must get the full list instead.
+      await store.put('/shoal/bench/a', '3');
+      const now = await store.currentRevision();
+      const r = await c.etcdctl(['compact', String(now)]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(await store.compactedRevision()).toBe(now - 1);
+      const relisted = await firstFrame(m.url, m.token, r1);
+      expect(relisted).toMatchObject({ type: 'established', relist: true });
+      expect(relisted.type === 'established' && relisted.kvs?.find((kv) => kv.key === '/shoal/bench/a')?.value).toBe('3');
+    } finally {
+      await m.close();
+      await store.close();
+    }
   });
 });
