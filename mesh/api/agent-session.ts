@@ -96,7 +96,19 @@ export function handleAgentSession(
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
     if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
   };
-  const writer = new TaskStatusWriter((taskId, status) => reportTaskStatus(m.store, nodeId as string, taskId, status), {
+  // A store that is unavailable (etcd without a quorum) gets the status later: the agent
+  // counts it delivered, so it is retried here while the session lasts.
+  const writeStatus = async (taskId: string, status: TaskStatus): Promise<void> => {
+    for (let delay = 200; ; delay = Math.min(2 * delay, 2000)) {
+      try {
+        return await reportTaskStatus(m.store, nodeId as string, taskId, status);
+      } catch (e) {
+        if (!isKind(e, 'Unavailable') || ws.readyState !== ws.OPEN) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
+  const writer = new TaskStatusWriter(writeStatus, {
     onError: (_id, e) => fail(e),
     onDrop: (id) => log(`agent session ${nodeId ?? ''}: status of task ${id} dropped (too many queued)`),
     ...(opts.maxQueuedStatuses !== undefined ? { maxQueued: opts.maxQueuedStatuses } : {}),
