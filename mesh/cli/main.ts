@@ -15,7 +15,7 @@ import { parseManagerUrls } from '../api/manager-url.js';
 import type { Agent } from '../agent/index.js';
 import { registerAgentMetrics, registerManagerMetrics, Registry, serveMetrics } from '../metrics.js';
 import { createStoreMetrics } from '../manager/metrics.js';
-import { formatStoreLocation, parseStoreLocation } from '../../src/store/etcd/index.js';
+import { formatStoreLocation, parseStoreLocation } from '../../src/store/etcd/endpoints.js';
 import { one, parseArgs, type FlagSpec } from './args.js';
 import { resolveEndpoint } from './client.js';
 import { findCommand, GLOBAL_FLAGS, usageText } from './commands.js';

@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import { lockDir } from '../../src/store/dir-lock.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
-import { openEtcdStore, parseStoreLocation, type RequestObserver, type StoreLocation } from '../../src/store/etcd/index.js';
+import { parseStoreLocation, type StoreLocation } from '../../src/store/etcd/endpoints.js';
+import type { RequestObserver } from '../../src/store/etcd/index.js';
 import type { Store } from '../../src/store/types.js';
 
 export interface ClusterStore {
@@ -37,6 +38,8 @@ export async function openClusterStore(o: OpenStoreOptions): Promise<ClusterStor
   }
   const lock = await lockDir(o.dataDir);
   try {
+    // Loaded only here: the gRPC client costs every CLI command startup time otherwise.
+    const { openEtcdStore } = await import('../../src/store/etcd/index.js');
     const store = await openEtcdStore({
       endpoints: location.endpoints,
       ...(o.observe ? { observe: o.observe } : {}),

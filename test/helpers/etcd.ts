@@ -81,7 +81,7 @@ async function freePorts(n: number): Promise<number[]> {
 function run(cmd: string, args: string[], netns: string | undefined, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
   const [file, argv] = netns ? ['nsenter', [`--net=${netnsPath(netns)}`, '--', cmd, ...args]] : [cmd, args];
   return new Promise((resolve) => {
-    execFile(file, argv, { timeout: timeoutMs, env: { ...process.env, ETCDCTL_API: '3' } }, (err, stdout, stderr) => {
+    execFile(file, argv, { timeout: timeoutMs, maxBuffer: 512 << 20, env: { ...process.env, ETCDCTL_API: '3' } }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });

@@ -149,6 +149,9 @@ describe('HA chaos', () => {
         byRev.set(e.kv.mod_revision, list);
       }
     }
+    // The replay is complete: it reaches the last write of every task there is now.
+    const nowTasks = JSON.parse((await etcd.etcdctl(['get', '--prefix', '/shoal/tasks/', '-w', 'json'])).stdout) as { kvs?: Array<{ mod_revision: number }> };
+    expect(Math.max(...byRev.keys())).toBeGreaterThanOrEqual(Math.max(...(nowTasks.kvs ?? []).map((kv) => kv.mod_revision)));
     expect(byRev.size).toBeGreaterThan(50);
     let worst = 0;
     for (const rev of [...byRev.keys()].sort((a, b) => a - b)) {

@@ -248,6 +248,9 @@ describe('several managers on etcd', () => {
       await new Promise((r2) => setTimeout(r2, 4000));
       expect(await dataplane()).toEqual(before);
       for (const t of web) expect((await runInNetns(nodeOf(t).netns, ['kill', '-0', String(t.status.pid)])).code).toBe(0);
+      // A task that dies meanwhile is restarted by its agent, whose reports wait for the store.
+      await runInNetns(nodeOf(web[0]!).netns, ['kill', '-9', String(web[0]!.status.pid)]);
+      await new Promise((r2) => setTimeout(r2, 3000));
     } finally {
       a!.start();
       b!.start();
@@ -256,6 +259,10 @@ describe('several managers on etcd', () => {
     await until(async () => (await h.shoal('service', 'create', '--name', 'healed', '--network', 'ov', '--', 'sleep', '600')).code === 0, 'a write after recovery', 60_000, 500);
     await running('healed', 1);
     expect((await h.json<Node[]>('node', 'ls')).map((n) => n.state)).toEqual(['ready', 'ready', 'ready']);
+    await until(async () => {
+      const t = (await h.json<Task[]>('service', 'ps', 'web')).find((x) => x.id === web[0]!.id);
+      return t?.status.state === 'running' && t.status.pid !== web[0]!.status.pid;
+    }, 'the restarted task\'s status, reported while etcd had no quorum, in the store', 30_000, 200);
     const after = await running('web', 3);
     expect(after.map((t) => t.id).sort()).toEqual(web.map((t) => t.id).sort());
     for (const n of h.nodes) expect(await metric(n.netns, 'shoal_agent_connected ')).toEqual(['shoal_agent_connected 1']);
