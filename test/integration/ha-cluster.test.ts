@@ -250,7 +250,13 @@ describe('several managers on etcd', () => {
       for (const t of web) expect((await runInNetns(nodeOf(t).netns, ['kill', '-0', String(t.status.pid)])).code).toBe(0);
       // A task that dies meanwhile is restarted by its agent, whose reports wait for the store.
       await runInNetns(nodeOf(web[0]!).netns, ['kill', '-9', String(web[0]!.status.pid)]);
-      await new Promise((r2) => setTimeout(r2, 3000));
+      await until(async () => {
+        const pids = (await runInNetns(h.nodes[0]!.netns, ['ip', 'netns', 'pids', sandbox(web[0]!)])).stdout.split('\n').filter(Boolean);
+        return pids.length > 0 && !pids.includes(String(web[0]!.status.pid));
+      }, 'the agent restarting the task while etcd has no quorum', 30_000, 100);
+      // Its reports (failed, then running) reach a manager that cannot write them now, for
+      // longer than one store request's deadline (5 s).
+      await new Promise((r2) => setTimeout(r2, 7000));
     } finally {
       a!.start();
       b!.start();
