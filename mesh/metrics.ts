@@ -9,9 +9,11 @@ import { objectPrefix } from '../src/model/keys.js';
 import type { Node, Task } from '../src/model/types.js';
 import type { Agent } from './agent/index.js';
 import type { Manager } from './manager/index.js';
+import { registerControlPlaneMetrics } from './manager/metrics.js';
 
 /** Registers the manager's metrics: cluster membership and tasks, store revision, failed syncs. */
 export function registerManagerMetrics(reg: Registry, m: Manager): void {
+  registerControlPlaneMetrics(reg, m);
   new Gauge({
     name: 'shoal_cluster_nodes', help: 'Nodes by state (ready, down).', labelNames: ['state'], registers: [reg],
     async collect() {

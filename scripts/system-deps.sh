@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
 #   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
-#   conntrack, curl, cpio (the kernel lab's initramfs), zsh (the completion test); with --bench
-#   also dnsperf, wrk, haproxy.
+#   conntrack, curl, cpio (the kernel lab's initramfs), zsh (the completion test), etcd + etcdctl
+#   (etcd-server, etcd-client: the HA store's tests start their own members); with --bench also
+#   dnsperf, wrk, haproxy.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -13,6 +14,9 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v curl >/dev/null || need+=(curl)
 # `shoal completion zsh` is tested in a real zsh (test/unit/cli-help.test.ts).
 command -v zsh >/dev/null || need+=(zsh)
+# etcd for the HA control plane's tests (the tests start members themselves; never a service).
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 # The kernel lab (../shared/kernel-lab/run-in-kernel.sh, IPVS tests) installs qemu itself but needs cpio.
 command -v cpio >/dev/null || need+=(cpio)
 # Benchmarks only (npm run bench): dnsperf, the DNS load generator.
@@ -28,5 +32,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "system-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Debian's etcd-server ships a service; packages must not start services here (no systemd,
+# and the tests start their own etcd): policy-rc.d answering 101 tells invoke-rc.d "not now".
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${need[@]}" >&2 ||
   { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${need[@]}" >&2; }

@@ -54,6 +54,8 @@ export interface AgentOptions {
   boundPorts?: () => string[];
   /** Period of the full resync (recompute everything, re-read the kernel, repair drift); default 30 s. */
   resyncIntervalMs?: number;
+  /** Heartbeat interval, ms (default: a quarter of the node lease TTL the manager announces). */
+  heartbeatIntervalMs?: number;
   /** Clock of the per-object back-off (tests). */
   now?: () => number;
   log?: (msg: string) => void;
@@ -111,6 +113,7 @@ export class Agent {
     this.session = new AgentSession({
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
       index: this.index, log: (m) => opts.log?.(m),
+      ...(opts.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: opts.heartbeatIntervalMs } : {}),
       ...(opts.boundPorts ? { boundPorts: () => this.foreignBoundPorts(opts.boundPorts as () => string[]) } : {}),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },
       onLogs: (tasks, o, sink) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), o, this.logTimes, sink),

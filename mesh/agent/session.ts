@@ -7,16 +7,22 @@
  * the manager (a message, a ping, a pong, part of a large frame) proves it alive. A connection silent for two intervals
  * after a ping is terminated at the next tick, so a half-open connection (the manager or the
  * path vanished without a FIN) is given up within 3 intervals and the session reconnects.
+ *
+ * Several managers (`managerUrl` is a comma-separated list): after a connection ends the
+ * session tries the next one, resuming its watch from its revision there (all managers of a
+ * cluster share one store, so revisions mean the same everywhere). Nothing on the node is
+ * touched meanwhile: tasks keep running and the dataplane keeps its last programmed state.
  */
 import { WebSocket } from 'ws';
 import type { Node } from '../../src/model/types.js';
+import { parseManagerUrls, wsUrlOf, type ManagerUrl } from '../api/manager-url.js';
 import type { WatchFrame } from '../api/watch.js';
 import type { LocalIndex } from './local-index.js';
 import type { LogLineSink, LogReadOptions } from './logs.js';
 import { StatusOutbox, type OutboxStats, type ReportedStatus } from './status-outbox.js';
 
 export interface SessionOptions {
-  /** `http://host:port` or `unix:///path/to/socket`. */
+  /** `http://host:port` or `unix:///path/to/socket`, or several of them separated by commas. */
   managerUrl: string;
   joinToken: string;
   name: string;
@@ -51,10 +57,9 @@ const DEFAULT_INTERVAL_MS = 2500;
 /** Ticks without any frame from the peer after which the connection is terminated. */
 const MISSED_TICKS_LIMIT = 2;
 
-/** Turns a manager URL into the WebSocket URL of `path` (ws+unix for sockets). */
+/** Turns a manager URL (the first of a list) into the WebSocket URL of `path` (ws+unix for sockets). */
 export function wsUrl(managerUrl: string, path: string): string {
-  if (managerUrl.startsWith('unix://')) return `ws+unix://${managerUrl.slice('unix://'.length)}:${path}`;
-  return managerUrl.replace(/^http/, 'ws').replace(/\/$/, '') + path;
+  return wsUrlOf(parseManagerUrls(managerUrl)[0] as ManagerUrl, path);
 }
 
 /**
@@ -81,8 +86,12 @@ export class AgentSession {
   private sentPorts = '';
   /** Log streams this session serves, by stream id (cancelled when the session ends). */
   private readonly logStreams = new Map<string, () => void>();
+  private readonly managers: ManagerUrl[];
+  /** The manager tried next (or connected to now). */
+  private managerIndex = 0;
 
   constructor(private readonly opts: SessionOptions) {
+    this.managers = parseManagerUrls(opts.managerUrl, '--join');
     this.tickMs = opts.heartbeatIntervalMs ?? DEFAULT_INTERVAL_MS;
     this.outbox = new StatusOutbox(opts.maxPendingStatuses ?? 4096, this.stats);
   }
@@ -115,6 +124,9 @@ export class AgentSession {
     ws.send(JSON.stringify({ type: 'task-status', taskId, status }));
     this.outbox.sent(taskId, status, this.pingSeq + 1);
   }
+
+  /** The manager this session uses (or tries) now, as the user wrote it. */
+  get manager(): string { return (this.managers[this.managerIndex] as ManagerUrl).text; }
 
   /** Heartbeat intervals since the last byte from the manager (0 on a healthy connection right after a pong). */
   get silentTicks(): number { return this.missed; }
@@ -163,7 +175,7 @@ export class AgentSession {
 
   private connect(): void {
     if (this.stopped) return;
-    const url = wsUrl(this.opts.managerUrl, '/v1/agent');
+    const url = wsUrlOf(this.managers[this.managerIndex] as ManagerUrl, '/v1/agent');
     const wsOpts = { headers: { authorization: `Bearer ${this.opts.joinToken}` }, handshakeTimeout: 5000, maxPayload: 256 << 20 };
     const ws = new WebSocket(url, wsOpts);
     this.ws = ws;
@@ -201,11 +213,16 @@ export class AgentSession {
       if (ws === this.ws) this.stopTicker();
       this.outbox.requeueUnconfirmed();
       if (this.stopped) return;
-      this.log(`disconnected from manager (${code} ${reason.toString()}); reconnecting`);
       // 4008: we were too slow and must re-list; the next join then carries no revision.
       if (code === 4008) this.opts.index.synced = false;
-      this.retry = setTimeout(() => this.connect(), this.backoff);
-      this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 2000);
+      // Any manager will do: move on to the next one (a dead one fails fast and we move again).
+      const was = this.manager;
+      if (this.managers.length > 1) this.managerIndex = (this.managerIndex + 1) % this.managers.length;
+      this.log(`disconnected from manager ${was} (${code} ${reason.toString()}); reconnecting${this.managers.length > 1 ? ` to ${this.manager}` : ''}`);
+      // Straight to the next manager after a working session; back off once all were tried.
+      const delay = this.managers.length > 1 && this.managerIndex !== 0 ? Math.min(this.backoff, 100) : this.backoff;
+      this.retry = setTimeout(() => this.connect(), delay);
+      if (this.managerIndex === 0 || this.managers.length === 1) this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 2000);
     });
     ws.on('error', (e) => this.log(`manager connection: ${e.message}`));
   }
@@ -233,7 +250,12 @@ export class AgentSession {
     }
     if (msg.type === 'established') {
       const f = msg as unknown as Extract<WatchFrame, { type: 'established' }>;
-      if (f.relist) this.opts.index.applyList(f.kvs ?? [], f.revision);
+      if (f.relist) {
+        this.log(`watch re-listed at revision ${f.revision} from manager ${this.manager}`);
+        this.opts.index.applyList(f.kvs ?? [], f.revision);
+      } else {
+        this.log(`watch resumed from revision ${f.revision} on manager ${this.manager}`);
+      }
       return;
     }
     if (msg.type === 'events') {

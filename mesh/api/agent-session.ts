@@ -16,7 +16,7 @@
  * intervals after a ping, so an agent that vanished without a FIN is dropped within 3.
  */
 import type { WebSocket, RawData } from 'ws';
-import { conflict, invalid, messageOf } from '../../src/errors.js';
+import { conflict, invalid, isKind, messageOf } from '../../src/errors.js';
 import type { Task, TaskStatus } from '../../src/model/types.js';
 import type { Store } from '../../src/store/types.js';
 import type { Manager } from '../manager/index.js';
@@ -100,7 +100,19 @@ export function handleAgentSession(
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
     if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
   };
-  const writer = new TaskStatusWriter((taskId, status) => reportTaskStatus(m.store, nodeId as string, taskId, status), {
+  // A store that is unavailable (etcd without a quorum) gets the status later: the agent
+  // counts it delivered, so it is retried here while the session lasts.
+  const writeStatus = async (taskId: string, status: TaskStatus): Promise<void> => {
+    for (let delay = 200; ; delay = Math.min(2 * delay, 2000)) {
+      try {
+        return await reportTaskStatus(m.store, nodeId as string, taskId, status);
+      } catch (e) {
+        if (!isKind(e, 'Unavailable') || ws.readyState !== ws.OPEN) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
+  const writer = new TaskStatusWriter(writeStatus, {
     onError: (_id, e) => fail(e),
     onDrop: (id) => log(`agent session ${nodeId ?? ''}: status of task ${id} dropped (too many queued)`),
     ...(opts.maxQueuedStatuses !== undefined ? { maxQueued: opts.maxQueuedStatuses } : {}),
@@ -149,7 +161,11 @@ export function handleAgentSession(
         if (keepAliveInFlight) return true;
         keepAliveInFlight = true;
         m.store.keepAlive(leaseId)
-          .catch(() => ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again'))
+          // Only an expired lease ends the session. A store that cannot be reached (etcd
+          // without a quorum) is not the agent's fault: it keeps its session and its
+          // dataplane, and its lease (which etcd extends across its own recovery) is renewed
+          // by the next heartbeat that gets through.
+          .catch((e: unknown) => { if (isKind(e, 'NotFound')) ws.close(CLOSE_LEASE_EXPIRED, 'lease expired: join again'); })
           .finally(() => { keepAliveInFlight = false; });
         return true;
       }

@@ -13,6 +13,7 @@
  *   GET    /v1/nodes                     GET /v1/nodes/:ref         DELETE /v1/nodes/:ref?force=1
  *   POST   /v1/nodes/:ref/update         POST /v1/nodes/prune
  *   GET    /v1/services/:ref/logs?follow=1&tail=N&since=MS&timestamps=1   (text stream, logs.ts)
+ *   GET    /v1/managers                  (several managers on etcd: reachability, leader)
  *   WS     /v1/watch?revision=N          WS /v1/agent (join token)     WS /v1/events?since=MS (events.ts)
  */
 import { invalid } from '../../src/errors.js';
@@ -113,5 +114,6 @@ export function routes(m: Manager, ctx: RouteContext = {}): Route[] {
       return { body: await removeNode(s, r.params['ref'] ?? '', ['1', 'true'].includes(r.query.get('force') ?? '')) };
     }),
     route('POST', '/v1/nodes/prune', async (r) => { noBody(r.body); return { body: { removed: await pruneNodes(s) } }; }),
+    route('GET', '/v1/managers', async () => ({ body: await m.managers() })),
   ];
 }

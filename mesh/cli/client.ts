@@ -1,12 +1,14 @@
 /**
  * The API client the CLI (and tests) use. Finds the manager the way the CLI contract says:
- * `--host` / `SHOAL_HOST` (`http://...` or `unix:///path`), else the socket that `shoal up` /
+ * `--host` / `SHOAL_HOST` (`http://...` or `unix:///path`, or several separated by commas:
+ * the next is tried when one cannot be reached), else the socket that `shoal up` /
  * `shoal manager` announces in the data dir (`--data-dir` / `SHOAL_DATA_DIR`, default
  * /var/lib/shoal). The token: `--token` / `SHOAL_TOKEN`, else `<data dir>/manager.token`.
  */
 import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { kindOfHttpStatus, ShoalError } from '../../src/errors.js';
+import { httpTargetOf, parseManagerUrls, type ManagerUrl } from '../api/manager-url.js';
 import { DEFAULT_DATA_DIR, socketPath, tokenPath } from '../daemon/index.js';
 
 export interface Endpoint { url: string; token: string }
@@ -14,7 +16,7 @@ export interface Endpoint { url: string; token: string }
 export function resolveEndpoint(o: { host?: string; token?: string; dataDir?: string }, env: NodeJS.ProcessEnv = process.env): Endpoint {
   const dataDir = o.dataDir ?? env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
   const url = o.host ?? env['SHOAL_HOST'] ?? `unix://${socketPath(dataDir)}`;
-  if (!/^(https?|unix):\/\//.test(url)) throw new ShoalError('InvalidParameter', 'BAD_HOST', `--host '${url}' must be an http:// URL or a unix:// socket path`);
+  parseManagerUrls(url);
   let token = o.token ?? env['SHOAL_TOKEN'];
   if (!token) {
     try {
@@ -41,18 +43,37 @@ export async function stream(ep: Endpoint, path: string, onChunk: (text: string)
   await send(ep, 'GET', path, undefined, onChunk);
 }
 
-/** Sends a request; an error status becomes a ShoalError from the `{code, message}` body. */
-function send(ep: Endpoint, method: string, path: string, body: unknown, onChunk?: (text: string) => void): Promise<string> {
+/** Connection errors that prove the request never reached a manager: the next one may be tried. */
+const NOT_SENT = new Set(['ENOENT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET_BEFORE_SEND']);
+
+/**
+ * Sends a request to the first manager of `ep.url` that can be reached; an error status
+ * becomes a ShoalError from the `{code, message}` body. A request is repeated on the next
+ * manager only when it certainly did not reach the previous one, or when it is a GET.
+ */
+async function send(ep: Endpoint, method: string, path: string, body: unknown, onChunk?: (text: string) => void): Promise<string> {
+  const managers = parseManagerUrls(ep.url);
+  for (let i = 0; ; i++) {
+    const m = managers[i] as ManagerUrl;
+    try {
+      return await sendTo(m, ep.token, method, path, body, onChunk);
+    } catch (e) {
+      const errno = (e as { errno?: string }).errno;
+      const retry = i + 1 < managers.length && ((errno !== undefined && NOT_SENT.has(errno)) || (method === 'GET' && errno !== undefined && !onChunk));
+      if (!retry) throw e;
+    }
+  }
+}
+
+function sendTo(m: ManagerUrl, token: string, method: string, path: string, body: unknown, onChunk?: (text: string) => void): Promise<string> {
   const sink: string[] = [];
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const target = ep.url.startsWith('unix://')
-    ? { socketPath: ep.url.slice('unix://'.length), path }
-    : (() => { const u = new URL(path, ep.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
+  const target = httpTargetOf(m, path);
   return new Promise<string>((resolve, reject) => {
     const req = httpRequest({
       ...target, method,
       headers: {
-        authorization: `Bearer ${ep.token}`,
+        authorization: `Bearer ${token}`,
         ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
       },
       ...(onChunk ? {} : { timeout: 30_000 }),
@@ -70,8 +91,13 @@ function send(ep: Endpoint, method: string, path: string, body: unknown, onChunk
       });
     });
     if (!onChunk) req.on('timeout', () => req.destroy(new Error('timed out after 30 s')));
+    let sent = false;
+    req.on('finish', () => { sent = true; });
     req.on('error', (e: NodeJS.ErrnoException) => {
-      reject(new ShoalError('Unavailable', 'UNREACHABLE', `cannot reach the manager at ${ep.url}: ${e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'nothing is listening (is shoal up running?)' : e.message}`));
+      const err = new ShoalError('Unavailable', 'UNREACHABLE', `cannot reach the manager at ${m.text}: ${e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'nothing is listening (is shoal up running?)' : e.message}`);
+      // What the caller may retry elsewhere: the errno, or "not sent" for a reset before the request went out.
+      (err as { errno?: string }).errno = e.code === 'ECONNRESET' && !sent ? 'ECONNRESET_BEFORE_SEND' : (e.code ?? 'EUNKNOWN');
+      reject(err);
     });
     if (payload) req.write(payload);
     req.end();

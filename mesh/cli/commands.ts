@@ -16,6 +16,7 @@ import { editedFields, swarmBody, SWARM_CREATE_FLAGS, SWARM_UPDATE_FLAGS } from 
 import { prettyService } from './service-pretty.js';
 import { parseSince } from './time.js';
 import { NETWORK_FILTERS, NODE_FILTERS, networkView, nodeView, SERVICE_FILTERS, serviceView, taskFilters, taskView } from './views.js';
+import { managerNodeView, nodeRows, type ManagerStatus } from './nodes-table.js';
 
 /** Flags every command that talks to a manager takes. */
 export const GLOBAL_FLAGS: FlagSpec[] = [
@@ -318,7 +319,11 @@ const commands: Record<string, Command> = {
       exactly(p, 0, commands['node ls']!.usage);
       checkOutput(p, nodeView.fields);
       const filters = parseFilters(all(p, 'filter'), NODE_FILTERS, 'node ls');
-      return renderList(p, applyFilters(await call<Node[]>(ep, 'GET', '/v1/nodes'), filters, NODE_FILTERS), nodeView);
+      const [nodes, managers] = await Promise.all([call<Node[]>(ep, 'GET', '/v1/nodes'), call<ManagerStatus[]>(ep, 'GET', '/v1/managers')]);
+      const shown = applyFilters(nodes, filters, NODE_FILTERS);
+      // Several managers (etcd): Docker's MANAGER STATUS column, managers without an agent too.
+      if (managers.length && one(p, 'format') === undefined && !isSet(p, 'quiet')) return renderList(p, nodeRows(shown, managers), managerNodeView);
+      return renderList(p, shown, nodeView);
     },
   },
   'node inspect': {

@@ -10,9 +10,9 @@ import type { CommandInfo } from './help.js';
 export const DAEMON_FLAG_HELP: Record<string, Pick<FlagSpec, 'help' | 'value' | 'choices'>> = {
   'data-dir': { value: 'DIR', help: 'state, socket and tokens (or SHOAL_DATA_DIR; default /var/lib/shoal)' },
   listen: { value: 'HOST:PORT', help: 'also serve the API on TCP (agents of other machines join here)' },
-  name: { value: 'NODE', help: 'node name (default: the hostname)' },
+  name: { value: 'NAME', help: 'node name (agent), or this manager\'s name among several (default: the hostname)' },
   address: { value: 'IP', help: 'the node\'s underlay address: VXLAN endpoint and published ports (default 127.0.0.1)' },
-  join: { value: 'URL', help: 'manager to join: http://HOST:PORT or unix:///PATH' },
+  join: { value: 'URL[,URL...]', help: 'managers to join (the next one is tried when one fails): http://HOST:PORT or unix:///PATH' },
   token: { value: 'JOIN_TOKEN', help: 'the join token printed by shoal manager (or SHOAL_JOIN_TOKEN)' },
   'node-ttl': { value: 'SECONDS', help: 'a node is down this long after its last heartbeat (default 10)' },
   'metrics-addr': { value: 'HOST:PORT', help: "Prometheus metrics listener ('' = off; up and agent default 127.0.0.1:9323)" },
@@ -23,6 +23,9 @@ export const DAEMON_FLAG_HELP: Record<string, Pick<FlagSpec, 'help' | 'value' | 
   'vxlan-port': { value: 'PORT', help: 'UDP port of overlay networks, the same on every node (default 4789)' },
   'lb-dataplane': { value: 'DP', choices: ['auto', 'ipvs', 'nftables', 'none'], help: 'VIP load balancing in task sandboxes (auto: ipvs, else nftables)' },
   'resync-interval': { value: 'DURATION', help: 'full resync (drift repair) period: 30s, 2m, 500ms (default 30s)' },
+  store: { value: 'STORE', help: 'cluster state: embedded (default, in the data dir) or etcd://HOST:PORT[,HOST:PORT...] (several managers, one cluster)' },
+  'leader-ttl': { value: 'SECONDS', help: 'lease of the leader election on etcd: a dead leader is replaced about this fast (default 1)' },
+  'heartbeat-interval': { value: 'DURATION', help: 'how often the agent renews its node lease (default: a third of the manager\'s node TTL)' },
   'ingress-subnet': { value: 'CIDR', help: 'subnet of the ingress network when this manager creates the cluster (default a /16 from 10.0.0.0/8)' },
 };
 

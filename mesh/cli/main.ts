@@ -10,8 +10,11 @@ import { isShoalError, messageOf } from '../../src/errors.js';
 import { DEFAULT_DATA_DIR, startAgent, startManager, type AgentProcessOptions } from '../daemon/index.js';
 import { DATAPLANE_CHOICES, type DataplaneChoice } from '../daemon/dataplane.js';
 import { pidPath, procStartTime, type PidRecord } from '../daemon/down.js';
+import { parseManagerUrls } from '../api/manager-url.js';
 import type { Agent } from '../agent/index.js';
 import { registerAgentMetrics, registerManagerMetrics, Registry, serveMetrics } from '../metrics.js';
+import { createStoreMetrics } from '../manager/metrics.js';
+import { formatStoreLocation, parseStoreLocation } from '../../src/store/etcd/endpoints.js';
 import { VERSION } from '../version.js';
 import { isUsageError, one, parseArgs, usageError, type FlagSpec } from './args.js';
 import { resolveEndpoint } from './client.js';
@@ -25,15 +28,15 @@ export interface Io { out: (s: string) => void; err: (s: string) => void; env: N
 const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
   { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' }, { name: 'lb-dataplane' },
-  { name: 'resync-interval' }, { name: 'ingress-subnet' },
+  { name: 'resync-interval' }, { name: 'ingress-subnet' }, { name: 'store' }, { name: 'leader-ttl' }, { name: 'heartbeat-interval' },
 ];
 
 type DaemonKind = 'up' | 'manager' | 'agent';
 /** Daemon flags that only some daemons read; any other daemon refuses them (a flag always means what it says). */
 const DAEMON_FLAG_KINDS: Readonly<Record<string, readonly DaemonKind[]>> = {
-  'listen': ['up', 'manager'], 'node-ttl': ['up', 'manager'], 'ingress-subnet': ['up', 'manager'],
-  'join': ['agent'], 'token': ['agent'],
-  'name': ['up', 'agent'], 'address': ['up', 'agent'], 'isolation': ['up', 'agent'], 'link-prefix': ['up', 'agent'], 'netns-prefix': ['up', 'agent'],
+  'listen': ['up', 'manager'], 'node-ttl': ['up', 'manager'], 'ingress-subnet': ['up', 'manager'], 'store': ['up', 'manager'], 'leader-ttl': ['up', 'manager'],
+  'join': ['agent'], 'token': ['agent'], 'heartbeat-interval': ['up', 'agent'],
+  'address': ['up', 'agent'], 'isolation': ['up', 'agent'], 'link-prefix': ['up', 'agent'], 'netns-prefix': ['up', 'agent'],
   'dns-upstream': ['up', 'agent'], 'vxlan-port': ['up', 'agent'], 'lb-dataplane': ['up', 'agent'], 'resync-interval': ['up', 'agent'],
 };
 
@@ -70,7 +73,9 @@ async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number>
   }
   const dataDir = one(p, 'data-dir') ?? io.env['SHOAL_DATA_DIR'] ?? DEFAULT_DATA_DIR;
   const log = (m: string, e?: unknown): void => io.err(`${new Date().toISOString()} ${m}${e ? `: ${messageOf(e)}` : ''}\n`);
-  const ttl = one(p, 'node-ttl');
+  const ttl = seconds(one(p, 'node-ttl'), '--node-ttl');
+  const leaderTtl = seconds(one(p, 'leader-ttl'), '--leader-ttl');
+  const store = one(p, 'store');
   announcePid(dataDir, kind);
   const stops: Array<() => Promise<void>> = [];
   // One registry per process: the agent's DNS registers on it as it starts.
@@ -78,9 +83,15 @@ async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number>
   if (kind === 'up' || kind === 'manager') {
     const listen = one(p, 'listen');
     const ingressSubnet = one(p, 'ingress-subnet');
-    const m = await startManager({ dataDir, log, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: Number(ttl) } : {}), ...(ingressSubnet ? { ingressSubnet } : {}) });
+    const storeMetrics = createStoreMetrics(reg);
+    const name = one(p, 'name');
+    const m = await startManager({
+      dataDir, log, storeObserver: storeMetrics, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: ttl } : {}),
+      ...(store !== undefined ? { store } : {}), ...(name ? { name } : {}), ...(leaderTtl ? { leaderTtlSeconds: leaderTtl } : {}),
+      ...(ingressSubnet ? { ingressSubnet } : {}),
+    });
     stops.push(() => m.stop());
-    io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}\n`);
+    io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}${store ? ` (store ${formatStoreLocation(parseStoreLocation(store))})` : ''}\n`);
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
     let agent: Agent | undefined;
     if (kind === 'up') {
@@ -97,6 +108,7 @@ async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number>
     const join = one(p, 'join');
     const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
+    parseManagerUrls(join, '--join'); // a bad list is refused before anything on the node is touched
     const a = await startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, ...nodeIdentity(p) });
     stops.push(() => a.stop());
     const stopMetrics = await startMetrics(p, '127.0.0.1:9323', reg, () => registerAgentMetrics(reg, a.agent), io);
@@ -119,7 +131,14 @@ function announcePid(dataDir: string, kind: DaemonKind): void {
   writeFileSync(pidPath(dataDir), JSON.stringify(rec) + '\n', { mode: 0o600 });
 }
 
-type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs'>;
+/** A whole number of seconds (1..3600) from a flag, or undefined when the flag is absent. */
+function seconds(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 3600) throw new Error(`${flag} must be a whole number of seconds from 1 to 3600, got '${v}'`);
+  return Number(v);
+}
+
+type AgentFlags = Pick<AgentProcessOptions, 'name' | 'address' | 'isolation' | 'linkPrefix' | 'netnsPrefix' | 'dnsUpstreams' | 'vxlanPort' | 'lbDataplane' | 'resyncIntervalMs' | 'heartbeatIntervalMs'>;
 
 function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   const out: AgentFlags = {};
@@ -150,6 +169,8 @@ function nodeIdentity(p: ReturnType<typeof parseArgs>): AgentFlags {
   }
   const ri = one(p, 'resync-interval');
   if (ri !== undefined) out.resyncIntervalMs = parseDuration(ri, '--resync-interval');
+  const hb = one(p, 'heartbeat-interval');
+  if (hb !== undefined) out.heartbeatIntervalMs = parseDuration(hb, '--heartbeat-interval');
   return out;
 }
 

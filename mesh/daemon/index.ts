@@ -1,6 +1,7 @@
 /**
  * Process composition: `shoal up` (manager + agent + embedded store in one process: the
- * embedded default), `shoal manager` and `shoal agent`.
+ * embedded default), `shoal manager` and `shoal agent`. With `--store etcd://...` several
+ * managers form one cluster (daemon/store.ts, manager/leader.ts).
  *
  * A manager announces itself in its data dir: `shoal.sock` (the API on a unix socket, mode
  * 0600), `manager.token` and `join.token` (0600). The CLI on the same machine finds all three
@@ -15,14 +16,16 @@ import { isIP } from 'node:net';
 import type { Registry as PromRegistry } from 'prom-client';
 import { createDnsMetrics } from '../../dns/index.js';
 import { invalid, unavailable } from '../../src/errors.js';
-import { openEmbeddedStore } from '../../src/store/embedded.js';
+import type { RequestObserver } from '../../src/store/etcd/index.js';
 import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
 import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
 import { boundPorts } from '../agent/bound-ports.js';
 import { recordFootprint, RecordingSysctl } from './footprint.js';
 import { chooseDataplane, hostPublishDataplane, type DataplaneChoice } from './dataplane.js';
+import { tcpManagerUrl } from '../api/manager-url.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
+import { openClusterStore } from './store.js';
 import { Manager, type ManagerOptions } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
 import type { NetworkDriver as DriverName } from '../../src/model/types.js';
@@ -33,13 +36,25 @@ export const tokenPath = (dataDir: string, which: 'manager' | 'join'): string =>
 /** What an agent writes in its data dir about itself (`shoal info` reads it). */
 export const NODE_INFO_FILE = 'node-info.json';
 
+/** Node lease TTL with several managers on etcd: a dead node leaves DNS and LB everywhere within 3 s. */
+export const HA_NODE_TTL_SECONDS = 2;
+
 export interface ManagerProcessOptions {
   dataDir: string;
   /** Also listen on TCP, `host:port`. */
   listen?: string;
+  /** Default 10 s on the embedded store, {@link HA_NODE_TTL_SECONDS} on etcd. */
   nodeLeaseTtlSeconds?: number;
   /** Subnet of the ingress network at cluster init (`--ingress-subnet`). */
   ingressSubnet?: string;
+  /** `--store`: `embedded` (default) or `etcd://HOST:PORT[,...]`. */
+  store?: string;
+  /** This manager's name among several (default the host name). */
+  name?: string;
+  /** Session lease TTL of the leader election, s (default 1; etcd raises it to its minimum). */
+  leaderTtlSeconds?: number;
+  /** Timing of every etcd request (metrics). */
+  storeObserver?: RequestObserver;
   log: (msg: string, err?: unknown) => void;
 }
 
@@ -68,16 +83,26 @@ function parseListen(s: string): { host: string; port: number } {
 
 export async function startManager(o: ManagerProcessOptions): Promise<Running> {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
-  const store = await openEmbeddedStore({ dir: join(o.dataDir, 'store') });
+  const cs = await openClusterStore({ dataDir: o.dataDir, ...(o.store !== undefined ? { store: o.store } : {}), ...(o.storeObserver ? { observe: o.storeObserver } : {}) });
+  const store = cs.store;
+  const where = o.listen ? parseListen(o.listen) : undefined;
   const mopts: ManagerOptions = { log: o.log };
-  if (o.nodeLeaseTtlSeconds !== undefined) mopts.nodeLeaseTtlSeconds = o.nodeLeaseTtlSeconds;
+  const ttl = o.nodeLeaseTtlSeconds ?? (cs.shared ? HA_NODE_TTL_SECONDS : undefined);
+  if (ttl !== undefined) mopts.nodeLeaseTtlSeconds = ttl;
+  if (cs.shared) {
+    mopts.ha = {
+      name: o.name ?? hostname().split('.')[0] ?? 'manager',
+      ...(where && where.port !== 0 ? { url: tcpManagerUrl(where.host, where.port) } : {}),
+      ...(o.leaderTtlSeconds !== undefined ? { leaseTtlSeconds: o.leaderTtlSeconds } : {}),
+    };
+  }
   if (o.ingressSubnet !== undefined) mopts.ingressSubnet = o.ingressSubnet;
   const manager = new Manager(store, mopts);
   try {
     await manager.start();
   } catch (e) {
     await manager.stop().catch(() => undefined);
-    await store.close();
+    await cs.close().catch(() => undefined);
     throw e;
   }
   const servers: Server[] = [];
@@ -89,13 +114,12 @@ export async function startManager(o: ManagerProcessOptions): Promise<Running> {
   await chmod(sock, 0o600);
   servers.push(local);
   let url: string | undefined;
-  if (o.listen) {
-    const where = parseListen(o.listen);
+  if (where) {
     const tcp = createApiServer(manager, { log: o.log });
     await listen(tcp, where);
     const addr = tcp.address();
     const port = typeof addr === 'object' && addr ? addr.port : where.port;
-    url = `http://${where.host.includes(':') ? `[${where.host}]` : where.host}:${port}`;
+    url = tcpManagerUrl(where.host, port);
     servers.push(tcp);
   }
   writeFileSync(tokenPath(o.dataDir, 'manager'), manager.cluster.managerToken + '\n', { mode: 0o600 });
@@ -105,7 +129,7 @@ export async function startManager(o: ManagerProcessOptions): Promise<Running> {
     async stop() {
       for (const s of servers) await closeApiServer(s);
       await manager.stop();
-      await store.close();
+      await cs.close();
       rmSync(sock, { force: true });
     },
   };
@@ -138,6 +162,8 @@ export interface AgentProcessOptions {
   lbDataplane?: DataplaneChoice;
   /** Period of the agent's full resync (drift repair), ms; default 30 s. */
   resyncIntervalMs?: number;
+  /** Heartbeat interval, ms; default a quarter of the node lease TTL the manager announces. */
+  heartbeatIntervalMs?: number;
   log: (msg: string) => void;
 }
 
@@ -178,6 +204,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
     ...(!ctx ? { ingress: { host: new UserspaceLoadBalancer({ log: (m, e) => o.log(e ? `${m}: ${String(e)}` : m) }), shared: true, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     boundPorts: () => boundPorts(address),
     ...(o.resyncIntervalMs !== undefined ? { resyncIntervalMs: o.resyncIntervalMs } : {}),
+    ...(o.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: o.heartbeatIntervalMs } : {}),
   });
   agent.start();
   // For `shoal info` on this machine: which node this is and how it balances (the CLI reads it beside the tokens).

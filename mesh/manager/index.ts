@@ -1,11 +1,14 @@
 /**
  * The manager: a stateless API over the store (every decision is a store transaction, so
- * several managers may share one store), plus two background reconcilers: the scheduler and the
- * node-liveness watcher. `start()` must be called before `stop()`.
+ * several managers may share one store), plus the singleton work: the scheduler, the
+ * node-liveness watcher and the ingress network. With one manager on the embedded store (the
+ * default) it does that work itself from the start; with `ha` (several managers on etcd) only
+ * the elected leader does (leader.ts). `start()` must be called before `stop()`.
  */
 import type { Store, Watcher } from '../../src/store/types.js';
 import { ensureCluster, type ClusterInfo } from './cluster.js';
-import { ensureIngressNetwork } from './ingress.js';
+import { ensureIngressNetwork, ingressNetwork } from './ingress.js';
+import { LeaderElection, listManagers, type ManagerStatus } from './leader.js';
 import { watchLiveness } from './nodes.js';
 import { Scheduler } from './scheduler.js';
 
@@ -16,6 +19,8 @@ export interface ManagerOptions {
   /** Subnet of the ingress network when this manager creates the cluster (`--ingress-subnet`); default a /16 from the overlay pool. */
   ingressSubnet?: string;
   log?: (msg: string, err?: unknown) => void;
+  /** Several managers on one store: register under `name` and run singletons only when elected. */
+  ha?: { name: string; url?: string; leaseTtlSeconds?: number };
 }
 
 export class Manager {
@@ -27,8 +32,11 @@ export class Manager {
   private readonly log: (msg: string, err?: unknown) => void;
   /** Failed background syncs, by reconciler (exported as a metric later; never just logged). */
   readonly failures = { scheduler: 0, liveness: 0 };
+  /** The election, in HA mode. */
+  readonly election: LeaderElection | undefined;
+  private singletons = false;
 
-  constructor(readonly store: Store, opts: ManagerOptions = {}) {
+  constructor(readonly store: Store, private readonly opts: ManagerOptions = {}) {
     this.nodeLeaseTtlSeconds = opts.nodeLeaseTtlSeconds ?? 10;
     this.log = opts.log ?? (() => undefined);
     this.ingressSubnet = opts.ingressSubnet;
@@ -37,18 +45,68 @@ export class Manager {
     };
     if (opts.historyLimit !== undefined) sched.historyLimit = opts.historyLimit;
     this.scheduler = new Scheduler(store, sched);
+    if (opts.ha) {
+      this.election = new LeaderElection(store, {
+        ...opts.ha, log: this.log,
+        onElected: () => this.startSingletons(),
+        onDemoted: () => this.stopSingletons(),
+      });
+    }
   }
+
+  /** Whether this manager runs the singleton work now (always, without HA). */
+  get isLeader(): boolean { return this.election ? this.election.isLeader : this.singletons; }
 
   async start(): Promise<void> {
     this.cluster = await ensureCluster(this.store);
+    if (!this.election) return this.startSingletons();
+    await this.election.start();
+    // Every node's ingress sandbox gets its address at join: wait for the leader to have made
+    // the ingress network before serving agents (at once, except on a brand-new cluster).
+    const until = Date.now() + 15_000;
+    while (!(await ingressNetwork(this.store))) {
+      if (Date.now() > until) { this.log('no ingress network yet (no leader?); serving anyway'); break; }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The leader made it (maybe with another --ingress-subnet): a manager asked for a different
+    // one is refused, as on the embedded store.
+    if (this.ingressSubnet !== undefined && await ingressNetwork(this.store)) await ensureIngressNetwork(this.store, this.ingressSubnet);
+  }
+
+  private async startSingletons(): Promise<void> {
     // Before any agent can join: every node's ingress sandbox gets its address at join.
     await ensureIngressNetwork(this.store, this.ingressSubnet);
-    this.liveness = await watchLiveness(this.store, (e) => { this.failures.liveness++; this.log('node liveness update failed', e); });
+    this.singletons = true;
+    await this.watchNodes();
     this.scheduler.start();
   }
 
-  async stop(): Promise<void> {
+  /** The liveness watcher; one that ends (its history compacted during a long store outage) starts over. */
+  private async watchNodes(): Promise<void> {
+    this.liveness = await watchLiveness(this.store, (e) => {
+      this.failures.liveness++;
+      this.log('node liveness update failed', e);
+      if (!this.election || !this.singletons || !(e instanceof Error) || !/compacted|watch/i.test(`${e.name} ${e.message}`)) return;
+      this.liveness?.cancel();
+      setTimeout(() => { if (this.singletons) this.watchNodes().catch((err: unknown) => this.log('restarting the liveness watch failed', err)); }, 500);
+    });
+  }
+
+  private async stopSingletons(): Promise<void> {
+    if (!this.singletons) return;
+    this.singletons = false;
     this.liveness?.cancel();
+    this.liveness = undefined;
     await this.scheduler.stop();
+  }
+
+  /** The managers on this store and which one leads (none listed without HA: there is just this one). */
+  async managers(): Promise<ManagerStatus[]> {
+    return this.opts.ha ? listManagers(this.store) : [];
+  }
+
+  async stop(): Promise<void> {
+    if (this.election) await this.election.stop();
+    else await this.stopSingletons();
   }
 }

@@ -16,6 +16,7 @@ import { ingressNetwork, publishes } from './ingress.js';
 import { listObjects, putObject, deleteObject, unchanged, getObject } from './objects.js';
 import { plan, specHash, type PlanStep } from './plan.js';
 import { rollbackService } from './services.js';
+import { assertClaimUnchanged, claimSlot, dropStaleClaims, listSlotClaims, slotIdOf, type SlotClaim } from './slots.js';
 
 export interface SchedulerOptions {
   historyLimit?: number;
@@ -60,8 +61,8 @@ export class Scheduler {
 
   /** One reconcile pass. Throws when any step failed, so the runner retries and counts it. */
   async sync(): Promise<void> {
-    const [services, nodes, tasks] = await Promise.all([
-      listObjects(this.store, 'services'), listObjects(this.store, 'nodes'), listObjects(this.store, 'tasks'),
+    const [services, nodes, tasks, slots] = await Promise.all([
+      listObjects(this.store, 'services'), listObjects(this.store, 'nodes'), listObjects(this.store, 'tasks'), listSlotClaims(this.store),
     ]);
     const rev = new Map(tasks.map((t) => [t.obj.id, t.modRevision]));
     const svcRev = new Map(services.map((s) => [s.obj.id, s.modRevision]));
@@ -74,12 +75,13 @@ export class Scheduler {
       try {
         if (step.kind === 'wake') continue;
         if (step.kind === 'update-status' || step.kind === 'rollback') await this.applyToService(step, svcRev.get(step.service.id) ?? 0);
-        else await this.apply(step, rev);
+        else await this.apply(step, rev, slots);
       } catch (e) {
         failures++;
         lastErr = e;
       }
     }
+    await dropStaleClaims(this.store, slots, services.map((v) => v.obj)).catch((e: unknown) => { failures++; lastErr = e; });
     this.lastFailures = failures;
     if (failures > 0) throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
   }
@@ -113,9 +115,9 @@ export class Scheduler {
     if (!res.succeeded) throw new Error(`service ${svc.spec.name} changed meanwhile; re-planning`);
   }
 
-  private async apply(step: Exclude<PlanStep, { kind: 'update-status' | 'rollback' | 'wake' }>, rev: Map<string, number>): Promise<void> {
+  private async apply(step: Exclude<PlanStep, { kind: 'update-status' | 'rollback' | 'wake' }>, rev: Map<string, number>, slots: ReadonlyMap<string, SlotClaim>): Promise<void> {
     const now = new Date().toISOString();
-    if (step.kind === 'create') return this.createTask(step.service, step.slot, step.nodeId, now, step.message);
+    if (step.kind === 'create') return this.createTask(step.service, step.slot, step.nodeId, now, slots, step.message);
     const t = step.task;
     const guard = unchanged('tasks', t.id, rev.get(t.id) ?? 0);
     let next: Task | undefined;
@@ -148,11 +150,16 @@ export class Scheduler {
     if (!res.succeeded) throw new Error(`task ${t.id} changed meanwhile; re-planning`);
   }
 
-  private async createTask(svcIn: { id: string }, slot: number, nodeId: string, now: string, pendingWhy = 'no suitable node'): Promise<void> {
+  private async createTask(svcIn: { id: string }, slot: number, nodeId: string, now: string, slots: ReadonlyMap<string, SlotClaim>, pendingWhy = 'no suitable node'): Promise<void> {
     const id = newId();
+    // Fails the create if another scheduler claimed the slot since our listing (slots.ts). A
+    // global service's tasks (slot 0) have one slot per node.
+    const slotId = slotIdOf(slot, nodeId);
+    const slotClaim = claimSlot(slots, svcIn.id, slotId, id);
     await alloc.commit(this.store, async () => {
       const cur = await getObject(this.store, 'services', svcIn.id);
       if (!cur) throw new Error('service removed meanwhile');
+      await assertClaimUnchanged(this.store, slots, svcIn.id, slotId);
       const svc = cur.obj;
       const claims: Array<Claim<string>> = [];
       const addresses: Task['addresses'] = {};
@@ -181,8 +188,8 @@ export class Scheduler {
         addresses, serviceVersion: svc.version, specHash: specHash(svc), createdAt: now,
       };
       return {
-        compares: [unchanged('services', svc.id, cur.modRevision), ...claims.flatMap((c) => c.compares)],
-        success: [...claims.flatMap((c) => c.ops), putObject('tasks', id, task)],
+        compares: [unchanged('services', svc.id, cur.modRevision), ...slotClaim.compares, ...claims.flatMap((c) => c.compares)],
+        success: [...claims.flatMap((c) => c.ops), ...slotClaim.ops, putObject('tasks', id, task)],
       };
     });
   }

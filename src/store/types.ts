@@ -9,7 +9,7 @@
  *   with no gaps; a watch from a compacted revision fails with {@link StoreCompactedError}.
  *
  * Two implementations run one conformance suite (test/store/conformance.ts): the embedded
- * store (src/store/embedded.ts) and etcd (a later issue).
+ * store (src/store/embedded.ts) and etcd (src/store/etcd/, imported on its own: it loads gRPC).
  */
 
 /** One key-value pair with its MVCC metadata. */

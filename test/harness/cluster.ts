@@ -12,6 +12,11 @@
  *     `-- veth P-n2 <-> eth0 in netns Pn2  node Pn2  .12  ...
  * ```
  *
+ * With `etcd: {members: K}` and `managers: M` (HA): etcd members in netns `Pe1..PeK` at .6
+ * upwards (client port 2379), started by the harness; managers `Pm` (.2), `Pm2` (.4), `Pm3`
+ * (.5) all with `--store etcd://...` and `--name` their netns; every agent gets every manager
+ * in `--join` (starting with a different one per node, so sessions spread).
+ *
  * Nothing is created in the root network namespace, so nothing the harness starts can reach
  * the host's interfaces. Each daemon is a child process in its netns with its own data dir
  * under one temp dir; a node's name is its netns name, so anything its agent names after the
@@ -29,11 +34,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../../mesh/cli/main.js';
+import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import type { Node } from '../../src/model/types.js';
 import { cleanupPrefix, makeTestPrefix, waitFor } from '../helpers/netns.js';
 import { runInNetns, spawnInNetns, type HarnessProcess, type RunOptions, type RunResult } from './process.js';
-import { isAlive, killNetnsProcesses, killNetnsProcessesOnce, killRecordedTasks, netnsOfPid, procStartTime, sweepPrefixSync } from './sweep.js';
+import { isAlive, killNetnsProcesses, killNetnsProcessesOnce, killRecordedTasks, netnsOfPid, pidsInNetns, procStartTime, sweepPrefixSync } from './sweep.js';
 
 export type { HarnessProcess, RunOptions, RunResult } from './process.js';
 export { isAlive } from './sweep.js';
@@ -56,6 +62,10 @@ export interface HarnessOptions {
   managerArgs?: string[];
   /** How long to wait for the manager and for every node to be ready; default 30 s. */
   readyTimeoutMs?: number;
+  /** Number of managers (1..3); more than one needs `etcd`. Default 1. */
+  managers?: number;
+  /** Run the managers on an etcd cluster the harness starts on the underlay (1..5 members). */
+  etcd?: { members: number; heartbeatMs?: number; electionMs?: number };
 }
 
 /** What a `shoal` command printed and its exit status. */
@@ -94,6 +104,14 @@ export interface HarnessManager extends HarnessHost {
    * dir; resolves when it serves again. Agents reconnect by themselves.
    */
   restart(signal?: NodeJS.Signals): Promise<void>;
+  /** Its name among several managers (its netns). */
+  readonly name: string;
+  /** Stop it (SIGTERM, or SIGKILL for a crash); resolves once it exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Start it again (same data dir); resolves once it serves. */
+  start(): Promise<void>;
+  /** True while its process runs. */
+  running(): boolean;
 }
 
 /** One node: a netns with an agent in it. */
@@ -113,6 +131,13 @@ export interface HarnessNode extends HarnessHost {
   stopAgent(signal?: NodeJS.Signals): Promise<void>;
   /** Start the agent again (same name and data dir); resolves when the manager shows it ready. */
   startAgent(): Promise<void>;
+  /**
+   * Node death: SIGKILL every process in the node's netns and its task namespaces (agent and
+   * tasks), and take its underlay port down. {@link revive} brings the port back.
+   */
+  kill(): Promise<void>;
+  /** Bring the underlay port of a killed node back up (then {@link startAgent}). */
+  revive(): Promise<void>;
 }
 
 /** A running harness. See the module doc for the topology and the clean-up guarantees. */
@@ -122,7 +147,12 @@ export interface Harness {
   readonly subnet: string;
   /** The netns holding the underlay bridge. */
   readonly underlayNetns: string;
+  /** The first manager. */
   readonly manager: HarnessManager;
+  /** Every manager (one unless `managers` was given). */
+  readonly managers: readonly HarnessManager[];
+  /** The etcd cluster, when the managers run on etcd. */
+  readonly etcd: EtcdCluster | undefined;
   readonly nodes: readonly HarnessNode[];
   /** A namespace on the underlay outside the cluster (no agent): where outside clients run. */
   readonly client: HarnessHost;
@@ -295,10 +325,18 @@ class ManagerImpl extends Host implements HarnessManager {
   /** The latest manager process, if started. */
   current: HarnessProcess | undefined;
 
-  constructor(netns: string, address: string, port: string, h: HarnessImpl, private readonly apiPort: number) {
+  constructor(netns: string, address: string, port: string, h: HarnessImpl, private readonly apiPort: number, index = 0) {
     super(netns, address, port, h);
     this.url = `http://${address}:${apiPort}`;
-    this.dataDir = join(h.dir, 'manager');
+    this.dataDir = join(h.dir, index === 0 ? 'manager' : `manager${index + 1}`);
+  }
+
+  get name(): string { return this.netns; }
+
+  running(): boolean { return !!this.current?.running(); }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.current?.stop(signal, STOP_GRACE_MS);
   }
 
   get process(): HarnessProcess {
@@ -311,7 +349,8 @@ class ManagerImpl extends Host implements HarnessManager {
     const o = this.h.opts;
     const p = this.spawn([
       ...shoalProgram, 'manager', '--data-dir', this.dataDir, '--listen', `${this.address}:${this.apiPort}`,
-      ...(o.nodeTtlSeconds !== undefined ? ['--node-ttl', String(o.nodeTtlSeconds)] : []), ...(o.managerArgs ?? []),
+      ...(o.nodeTtlSeconds !== undefined ? ['--node-ttl', String(o.nodeTtlSeconds)] : []),
+      ...(this.h.etcd ? ['--store', this.h.etcd.storeUrl, '--name', this.name] : []), ...(o.managerArgs ?? []),
     ]);
     this.current = p;
     const joinToken = await waitFor('the manager to print its join token', () => {
@@ -335,9 +374,27 @@ class NodeImpl extends Host implements HarnessNode {
   /** The latest agent process, if started. */
   current: HarnessProcess | undefined;
 
-  constructor(readonly name: string, address: string, port: string, h: HarnessImpl) {
+  constructor(readonly name: string, address: string, port: string, h: HarnessImpl, private readonly index = 0) {
     super(name, address, port, h);
     this.dataDir = join(h.dir, name);
+  }
+
+  async kill(): Promise<void> {
+    const mine = (ns: string): boolean => ns === this.netns || ns.startsWith(`${this.netns}-`);
+    for (let round = 0; round < 100; round++) {
+      const pids = pidsInNetns(this.netns).filter((p) => mine(p.netns)).map((p) => p.pid);
+      if (pids.length === 0) break;
+      for (const pid of pids) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.current?.exited;
+    await runInNetns(this.h.underlayNetns, ['ip', 'link', 'set', this.port, 'down']);
+  }
+
+  async revive(): Promise<void> {
+    await runInNetns(this.h.underlayNetns, ['ip', 'link', 'set', this.port, 'up']);
   }
 
   get agentProcess(): HarnessProcess {
@@ -351,8 +408,11 @@ class NodeImpl extends Host implements HarnessNode {
   launch(): number {
     if (this.current?.running()) throw new Error(`the agent of ${this.name} is running`);
     const since = Date.now();
+    // Every manager, starting with a different one per node so that sessions spread.
+    const ms = this.h.managers;
+    const join = ms.map((_, i) => (ms[(i + this.index) % ms.length] as ManagerImpl).url).join(',');
     this.current = this.spawn([
-      ...shoalProgram, 'agent', '--join', this.h.manager.url, '--token', this.h.manager.joinToken,
+      ...shoalProgram, 'agent', '--join', join, '--token', this.h.manager.joinToken,
       '--data-dir', this.dataDir, '--name', this.name, '--address', this.address,
       // Task namespaces are named after the node, so the harness's prefix sweep finds them.
       '--netns-prefix', `${this.name}-`, ...(this.h.opts.agentArgs ?? []),
@@ -379,8 +439,12 @@ class NodeImpl extends Host implements HarnessNode {
 class HarnessImpl implements Harness {
   readonly underlayNetns: string;
   readonly manager: ManagerImpl;
+  readonly managers: ManagerImpl[];
   readonly nodes: NodeImpl[];
   readonly client: Host;
+  /** Netns and address of each etcd member (HA). */
+  readonly etcdHosts: Host[];
+  etcd: EtcdCluster | undefined;
   private readonly processes = new Set<HarnessProcess>();
   private destroying: Promise<void> | undefined;
   private building: Promise<void> | undefined;
@@ -397,12 +461,21 @@ class HarnessImpl implements Harness {
   ) {
     this.underlayNetns = `${prefix}ul`;
     const at = (offset: number): string => ipOf(this.base + offset);
-    this.manager = new ManagerImpl(`${prefix}m`, at(2), `${prefix}-m`, this, opts.managerPort ?? 4242);
+    const managers = opts.managers ?? 1;
+    if (!Number.isInteger(managers) || managers < 1 || managers > 3) throw new Error(`managers must be 1..3 (got ${managers})`);
+    if (managers > 1 && !opts.etcd) throw new Error('several managers need etcd (HarnessOptions.etcd)');
+    const members = opts.etcd?.members ?? 0;
+    if (opts.etcd && (!Number.isInteger(members) || members < 1 || members > 5)) throw new Error(`etcd members must be 1..5 (got ${members})`);
+    this.managers = Array.from({ length: managers }, (_, i) => i === 0
+      ? new ManagerImpl(`${prefix}m`, at(2), `${prefix}-m`, this, opts.managerPort ?? 4242)
+      : new ManagerImpl(`${prefix}m${i + 1}`, at(3 + i), `${prefix}-m${i + 1}`, this, opts.managerPort ?? 4242, i));
+    this.manager = this.managers[0] as ManagerImpl;
     this.client = new Host(`${prefix}c`, at(3), `${prefix}-c`, this);
-    this.nodes = Array.from({ length: opts.nodes }, (_, i) => new NodeImpl(`${prefix}n${i + 1}`, at(11 + i), `${prefix}-n${i + 1}`, this));
+    this.etcdHosts = Array.from({ length: members }, (_, i) => new Host(`${prefix}e${i + 1}`, at(6 + i), `${prefix}-e${i + 1}`, this));
+    this.nodes = Array.from({ length: opts.nodes }, (_, i) => new NodeImpl(`${prefix}n${i + 1}`, at(11 + i), `${prefix}-n${i + 1}`, this, i));
   }
 
-  private get hosts(): Host[] { return [this.manager, this.client, ...this.nodes]; }
+  private get hosts(): Host[] { return [...this.managers, this.client, ...this.etcdHosts, ...this.nodes]; }
 
   assertOpen(): void {
     if (this.closing) throw new Error(`harness ${this.prefix} is being destroyed`);
@@ -451,7 +524,18 @@ class HarnessImpl implements Harness {
         await w.close();
       }
     }));
-    await this.manager.start();
+    if (this.opts.etcd) {
+      this.assertOpen();
+      this.etcd = await startEtcdCluster({
+        placement: this.etcdHosts.map((x) => ({ netns: x.netns, address: x.address })), dir: join(this.dir, 'etcd'),
+        ...(this.opts.etcd.heartbeatMs !== undefined ? { heartbeatMs: this.opts.etcd.heartbeatMs } : {}),
+        ...(this.opts.etcd.electionMs !== undefined ? { electionMs: this.opts.etcd.electionMs } : {}),
+      });
+    }
+    for (const m of this.managers) {
+      this.assertOpen();
+      await m.start();
+    }
     const started = this.nodes.map((node) => ({ node, since: node.launch() }));
     await this.waitReady(started);
   }
@@ -481,7 +565,8 @@ class HarnessImpl implements Harness {
     let err = '';
     // In-process: a tsx child per command would cost about a second each. The unix socket is
     // not tied to a netns, so the root netns reaches the manager without an underlay route.
-    const env = { ...process.env, SHOAL_HOST: `unix://${join(this.manager.dataDir, 'shoal.sock')}`, SHOAL_TOKEN: this.manager.token };
+    // Every manager's socket: the CLI moves on to the next when one is down.
+    const env = { ...process.env, SHOAL_HOST: this.managers.map((m) => `unix://${join(m.dataDir, 'shoal.sock')}`).join(','), SHOAL_TOKEN: this.manager.token };
     const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env });
     return { code, out, err };
   }
@@ -501,7 +586,7 @@ class HarnessImpl implements Harness {
     const add = (name: string, p: HarnessProcess | undefined): void => {
       if (p && p.output().trim()) parts.push(`--- ${name} (pid ${p.pid}${p.running() ? '' : ', exited'}) ---\n${p.output().trimEnd()}`);
     };
-    add('manager', this.manager.current);
+    for (const m of this.managers) add(`manager ${m.name}`, m.current);
     for (const n of this.nodes) add(`agent ${n.name}`, n.current);
     return parts.join('\n');
   }
@@ -533,7 +618,8 @@ class HarnessImpl implements Harness {
     await step(() => { killNetnsProcessesOnce(this.prefix, daemons); });
     // Agents before the manager, so none reports against a manager that is going away.
     await step(() => Promise.all(this.nodes.map((n) => n.stopAgent('SIGTERM'))).then(() => undefined));
-    await step(() => this.manager.current?.stop('SIGTERM', STOP_GRACE_MS));
+    await step(() => Promise.all(this.managers.map((m) => m.current?.stop('SIGTERM', STOP_GRACE_MS))).then(() => undefined));
+    await step(() => this.etcd?.stop());
     await step(() => Promise.all([...this.processes].map((p) => p.stop('SIGKILL'))).then(() => undefined));
     await step(() => killRecordedTasks([this.dir]));
     await step(() => killNetnsProcesses(this.prefix));

@@ -78,6 +78,8 @@ beforeAll(async () => {
   await inMachine('ip', 'link', 'set', 'd1', 'up');
   await inMachine('ip', 'addr', 'add', `${address}/24`, 'dev', 'd0');
   await inMachine('ip', 'link', 'set', 'd0', 'up');
+  // A new namespace inherits the host's IPv4 forwarding: start from "off", whatever the host has.
+  await inMachine('sysctl', '-qw', 'net.ipv4.ip_forward=0');
 }, 30_000);
 
 afterAll(async () => {
