@@ -67,7 +67,7 @@ export interface LbBackendStats {
   service: string;
   address: string;
   port: number;
-  /** Connections (ipvs: active + inactive; nft: packets that created a flow; userspace: open). */
+  /** Open connections now (ipvs: active + inactive; userspace: open flows; nftables: not counted). */
   connections?: number;
   /** Total connections or flows since the backend was programmed. */
   connectionsTotal?: number;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
 #   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
-#   conntrack, curl, cpio (the kernel lab's initramfs); with --bench also dnsperf, wrk, haproxy.
+#   conntrack, curl, cpio (the kernel lab's initramfs), prometheus (promtool and a real Prometheus
+#   for the metrics tests; its service is not started), chromium (the /ui test, headless);
+#   with --bench also dnsperf, wrk, haproxy.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -12,6 +14,8 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v curl >/dev/null || need+=(curl)
 # The kernel lab (../shared/kernel-lab/run-in-kernel.sh, IPVS tests) installs qemu itself but needs cpio.
 command -v cpio >/dev/null || need+=(cpio)
+# The metrics tests: `promtool check metrics` and a Prometheus the test starts itself.
+command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
 # Benchmarks only (npm run bench): dnsperf, the DNS load generator.
 if [ "${1:-}" = --bench ]; then
   command -v dnsperf >/dev/null || need+=(dnsperf)

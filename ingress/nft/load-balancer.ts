@@ -98,12 +98,14 @@ export class NftLoadBalancer implements LoadBalancer {
   /**
    * Flows NATed to each backend since it was programmed: the named counters of the first
    * table, counted once per new flow in `postrouting` (bytes are the first packets' only, so
-   * they are not reported).
+   * they are not reported; nor are open connections, which only conntrack knows). Reads the
+   * counters alone (`list counters`) where the nft adapter can.
    */
   async stats(): Promise<LbBackendStats[]> {
     let listing: NftJson;
+    const t0 = shardTable(this.table, 0);
     try {
-      listing = await this.nft.list(shardTable(this.table, 0), 'inet');
+      listing = this.nft.listCounters ? await this.nft.listCounters(t0, 'inet') : await this.nft.list(t0, 'inet');
     } catch (e) {
       if (isNotFound(e)) return [];
       throw e;
@@ -119,7 +121,7 @@ export class NftLoadBalancer implements LoadBalancer {
         const n = counted.get(c.name);
         out.push({
           vs: s.key, service: s.vs.service, address: c.backend.address, port: c.backend.port,
-          ...(n === undefined ? {} : { connections: n, connectionsTotal: n }),
+          ...(n === undefined ? {} : { connectionsTotal: n }),
         });
       }
     }

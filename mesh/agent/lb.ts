@@ -30,7 +30,8 @@ import { canonical, vipServicesFor } from '../../ingress/desired.js';
 import { createLbMetrics, noopLbMetrics, type LbMetrics } from '../../ingress/metrics.js';
 import { checkVirtualService } from '../../ingress/nft/render.js';
 import { Proxier } from '../../ingress/proxier.js';
-import { vsKey, type LbBackendStats, type LbKind, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
+import { BackendTotals, mapLimit, StatsCache, type StatsCacheOptions } from '../../ingress/stats-cache.js';
+import { vsKey, type LbKind, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
 import { messageOf } from '../../src/errors.js';
 import { isDraining, nodeServes, servesTraffic } from '../../src/model/serving.js';
 import type { Node, Service, Task } from '../../src/model/types.js';
@@ -43,11 +44,16 @@ export interface NodeLbOptions {
   /** A dataplane acting inside the sandbox netns `netns`. */
   make(netns: string): LoadBalancer;
   metricsRegistry?: Registry;
+  /** How the per-backend counters are read in the background (ingress/stats-cache.ts). */
+  stats?: StatsCacheOptions;
   counters?: AgentCounters;
   /** Desired state of `service` (its name) was dropped as invalid, with the reason (once per reason). */
   onInvalid?: (service: string, reason: string) => void;
   log?: (msg: string) => void;
 }
+
+/** Sandboxes whose counters are read at once by a background read. */
+const STATS_CONCURRENCY = 4;
 
 interface SandboxLb { netns: string; networks: string[]; proxier: Proxier; broken: boolean }
 
@@ -94,14 +100,23 @@ export class NodeLb {
   syncFailures = 0;
   /** Dataplane transactions handed out (apply or syncAll), for tests and benchmarks. */
   applies = 0;
+  /** Per-backend counters of every sandbox's dataplane, summed (only the cache's reads write it). */
+  readonly totals = new BackendTotals();
+  /** Reads {@link totals} from the kernel in the background; scrapes only copy them. */
+  readonly statsCache: StatsCache<BackendTotals>;
 
   constructor(private readonly index: LocalIndex, private readonly opts: NodeLbOptions) {
     this.counters = opts.counters ?? new AgentCounters();
+    this.statsCache = new StatsCache(() => this.readStats(), this.totals, {
+      ...opts.stats,
+      onError: (e) => opts.log?.(`reading load-balancer counters failed (will retry): ${messageOf(e)}`),
+    });
     this.metrics = opts.metricsRegistry
       ? createLbMetrics(opts.metricsRegistry, opts.kind, {
         pending: () => this.pendingChanges,
         backends: () => this.summary(),
-        stats: () => this.stats(),
+        rows: () => this.statsCache.value.rows(),
+        cache: this.statsCache,
       })
       : noopLbMetrics;
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
@@ -113,7 +128,10 @@ export class NodeLb {
 
   get kind(): LbKind { return this.opts.kind; }
 
-  start(): void { this.runner.start(); }
+  start(): void {
+    this.runner.start();
+    this.statsCache.start();
+  }
 
   /** Resolves once no sync is running or pending. */
   idle(): Promise<void> { return this.runner.idle(); }
@@ -197,6 +215,7 @@ export class NodeLb {
   }
 
   async stop(): Promise<void> {
+    await this.statsCache.stop();
     await this.runner.stop();
     await this.chain;
     for (const sb of this.sandboxes.values()) await sb.proxier.close().catch(() => undefined);
@@ -350,8 +369,15 @@ export class NodeLb {
     return out;
   }
 
-  private async stats(): Promise<LbBackendStats[]> {
-    const all = await Promise.all([...this.sandboxes.values()].map((sb) => sb.proxier.lb.stats().catch(() => [])));
-    return all.flat();
+  /**
+   * One background read of every sandbox's counters, a few sandboxes at a time (each is a
+   * kernel dump in its netns); a sandbox that cannot be read this time is left out (its
+   * counters keep what they had).
+   */
+  private async readStats(): Promise<BackendTotals> {
+    const list = [...this.sandboxes.values()];
+    const readings = await mapLimit(list, STATS_CONCURRENCY, async (sb) => ({ source: sb.netns, stats: await sb.proxier.lb.stats().catch(() => undefined) }));
+    this.totals.update(readings);
+    return this.totals;
   }
 }

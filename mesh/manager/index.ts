@@ -8,6 +8,7 @@ import { ensureCluster, type ClusterInfo } from './cluster.js';
 import { ensureIngressNetwork } from './ingress.js';
 import { watchLiveness } from './nodes.js';
 import { Scheduler } from './scheduler.js';
+import { ClusterView } from './view.js';
 
 export interface ManagerOptions {
   /** TTL of an agent's lease: a node is down this long after its last heartbeat. Default 10 s. */
@@ -24,6 +25,8 @@ export class Manager {
   private readonly log: (msg: string, err?: unknown) => void;
   /** Failed background syncs, by reconciler (exported as a metric later; never just logged). */
   readonly failures = { scheduler: 0, liveness: 0 };
+  /** The cluster objects in memory, fed by one watch; started by its first reader (metrics, /ui). */
+  readonly view: ClusterView;
 
   constructor(readonly store: Store, opts: ManagerOptions = {}) {
     this.nodeLeaseTtlSeconds = opts.nodeLeaseTtlSeconds ?? 10;
@@ -33,6 +36,7 @@ export class Manager {
     };
     if (opts.historyLimit !== undefined) sched.historyLimit = opts.historyLimit;
     this.scheduler = new Scheduler(store, sched);
+    this.view = new ClusterView(store, this.log);
   }
 
   async start(): Promise<void> {
@@ -45,6 +49,7 @@ export class Manager {
 
   async stop(): Promise<void> {
     this.liveness?.cancel();
+    this.view.stop();
     await this.scheduler.stop();
   }
 }

@@ -371,10 +371,17 @@ describe('NftLoadBalancer.stats', () => {
       ],
     };
     t.nft.list = async () => listing;
-    expect(await t.lb.stats()).toEqual([
-      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.1', port: 8080, connections: 7, connectionsTotal: 7 },
-      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.2', port: 8080, connections: 2, connectionsTotal: 2 },
-    ]);
+    const want = [
+      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.1', port: 8080, connectionsTotal: 7 },
+      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.2', port: 8080, connectionsTotal: 2 },
+    ];
+    expect(await t.lb.stats()).toEqual(want);
+    // An adapter that can list the counters alone is asked for them only (no full listing).
+    const asked: string[] = [];
+    t.nft.list = async () => { throw new Error('full listing not wanted'); };
+    (t.nft as { listCounters?: (table: string) => Promise<NftJson> }).listCounters = async (table) => { asked.push(table); return listing; };
+    expect(await t.lb.stats()).toEqual(want);
+    expect(asked).toEqual(['sh_lb']);
   });
 });
 
