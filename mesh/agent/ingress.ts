@@ -2,7 +2,8 @@
  * The routing mesh on one node: published ports (ingress/published.ts says what goes where).
  *
  * - The node's own namespace holds the `host` hop: an nftables dataplane whose frontends are
- *   `<node address>:P`; `cluster` ports go to the ingress sandbox, `local` and host-mode ports
+ *   `<every local address>:P` (127.0.0.1 from the node too: route_localnet and its guard,
+ *   ingress/localnet.ts); `cluster` ports go to the ingress sandbox, `local` and host-mode ports
  *   straight to this node's replicas.
  * - The ingress sandbox (`<nsPrefix>ingress-sbox`, an endpoint on the cluster's ingress overlay,
  *   default route via the node) holds the `sandbox` hop in the node's VIP dataplane (IPVS or
@@ -15,6 +16,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { Proxier } from '../../ingress/proxier.js';
 import { canonical } from '../../ingress/desired.js';
+import type { LocalnetGuard } from '../../ingress/localnet.js';
 import { registerStatsCacheMetrics } from '../../ingress/metrics.js';
 import { publishedServices, type PublishedInput, type PublishedState } from '../../ingress/published.js';
 import { BackendTotals, StatsCache, type StatsCacheOptions, type StatsReading } from '../../ingress/stats-cache.js';
@@ -51,6 +53,8 @@ export interface NodeIngressOptions {
   metricsRegistry?: Registry;
   /** How the per-backend counters are read in the background (ingress/stats-cache.ts). */
   stats?: StatsCacheOptions;
+  /** route_localnet and its guard, put in place before the host hop is programmed (published ports on 127.0.0.1). */
+  localnet?: LocalnetGuard;
   counters?: AgentCounters;
   /** Desired state of `service` (its name) was dropped as invalid, with the reason (once per reason). */
   onInvalid?: (service: string, reason: string) => void;
@@ -77,6 +81,7 @@ export class NodeIngress {
   private readonly reported = new Set<string>();
   readonly counters: AgentCounters;
   syncFailures = 0;
+  private localnetReady = false;
   /** Per-backend counters of both hops (only the cache's reads write it). */
   readonly totals = new BackendTotals();
   /** Reads {@link totals} from the kernel in the background; scrapes only copy them. */
@@ -271,6 +276,10 @@ export class NodeIngress {
 
   private async syncLocked(): Promise<void> {
     if (!this.selfNode()) return;
+    if (this.opts.localnet && !this.localnetReady) {
+      await this.opts.localnet.ensure();
+      this.localnetReady = true;
+    }
     const c = this.recompute();
     const sandbox = this.sandbox;
     const results = await Promise.allSettled([
@@ -291,11 +300,13 @@ export class NodeIngress {
   async resync(): Promise<number> {
     this.allDirty = true; // recompute every published port, not only what changes named
     await this.sync();
+    const localnet = this.opts.localnet && this.localnetReady ? await this.opts.localnet.ensure() : 0;
+    this.counters.repaired('ingress-localnet', localnet);
     const host = await this.host.resync();
     this.counters.repaired('ingress-host', host);
     const sbox = this.sandbox ? await this.sandbox.proxier.resync() : 0;
     this.counters.repaired('ingress-sandbox', sbox);
-    return host + sbox;
+    return localnet + host + sbox;
   }
 
   /** One background read of both hops' counters (a hop that cannot be read keeps what it had). */

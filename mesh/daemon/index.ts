@@ -20,7 +20,7 @@ import type { Store } from '../../src/store/types.js';
 import { Agent } from '../agent/index.js';
 import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
 import { boundPorts } from '../agent/bound-ports.js';
-import { chooseDataplane, hostPublishDataplane, type DataplaneChoice } from './dataplane.js';
+import { chooseDataplane, hostLocalnetGuard, hostPublishDataplane, loopbackWarning, type DataplaneChoice } from './dataplane.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
 import { Manager } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
@@ -142,6 +142,8 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
   const name = o.name ?? hostname().split('.')[0] ?? 'node';
   const address = o.address ?? '127.0.0.1';
   const isolation = o.isolation ?? (process.getuid?.() === 0 ? 'netns' : 'none');
+  const warn = loopbackWarning(address, o.address === undefined);
+  if (warn) o.log(warn);
   const ctx = isolation === 'netns'
     ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
     : undefined;
@@ -156,7 +158,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
       ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),
     },
     ...(lb ? { lb: { ...lb, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
-    ...(lb && ctx ? { ingress: { host: hostPublishDataplane(ctx.prefix), make: lb.make, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
+    ...(lb && ctx ? { ingress: { host: hostPublishDataplane(ctx.prefix), localnet: hostLocalnetGuard(ctx.prefix), make: lb.make, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     // No sandboxes (no root, or --isolation none): published ports through the userspace proxy.
     ...(!ctx ? { ingress: { host: new UserspaceLoadBalancer({ log: (m, e) => o.log(e ? `${m}: ${String(e)}` : m) }), shared: true, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     boundPorts: () => boundPorts(address),
