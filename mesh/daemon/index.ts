@@ -21,6 +21,7 @@ import { Agent } from '../agent/index.js';
 import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
 import { boundPorts } from '../agent/bound-ports.js';
 import { chooseDataplane, hostLocalnetGuard, hostPublishDataplane, loopbackWarning, type DataplaneChoice } from './dataplane.js';
+import { instanceNames } from './instance.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
 import { Manager } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
@@ -112,9 +113,9 @@ export interface AgentProcessOptions {
    * `none`: tasks share the agent's namespace. Default: netns when running as root.
    */
   isolation?: 'netns' | 'none';
-  /** Prefix of the links and nft table the drivers own (1-4 chars). Default `sh`. */
+  /** Prefix of the links and nft tables the agent owns (1-4 chars). Default `s` + 3 characters of the instance tag (mesh/daemon/instance.ts). */
   linkPrefix?: string;
-  /** Prefix of the task namespaces' names. Default `shoal-<name>-`. */
+  /** Prefix of the task namespaces' names. Default `shoal-<instance tag>-`. */
   netnsPrefix?: string;
   /** VXLAN UDP port of overlay networks (the same on every node). Default 4789. */
   vxlanPort?: number;
@@ -144,15 +145,18 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
   const isolation = o.isolation ?? (process.getuid?.() === 0 ? 'netns' : 'none');
   const warn = loopbackWarning(address, o.address === undefined);
   if (warn) o.log(warn);
-  const ctx = isolation === 'netns'
-    ? hostDriverContext({ prefix: o.linkPrefix ?? 'sh', underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
+  // Names no other instance on this host uses (never adopt or delete another's objects).
+  const names = isolation === 'netns' ? instanceNames({ dataDir: o.dataDir, name, ...(o.linkPrefix ? { linkPrefix: o.linkPrefix } : {}), ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}) }) : undefined;
+  if (names) o.log(`names: links and tables ${names.linkPrefix}*, namespaces ${names.netnsPrefix}* (instance ${names.tag}, ${o.dataDir}/instance.json)`);
+  const ctx = names
+    ? hostDriverContext({ prefix: names.linkPrefix, underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
     : undefined;
   const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
   if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox and the ingress sandbox; published ports: nftables in the node's namespace`);
   else if (!ctx) o.log('load balancing: VIPs off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes); published ports: userspace proxy at the node address');
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
-    ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: o.netnsPrefix ?? `shoal-${name}-` } } : {}),
+    ...(ctx && names ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: names.netnsPrefix } } : {}),
     dns: {
       ...(o.dnsUpstreams?.length ? { upstreams: o.dnsUpstreams.map(parseUpstream) } : {}),
       ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),
