@@ -16,6 +16,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v cpio >/dev/null || need+=(cpio)
 # The metrics tests: `promtool check metrics` and a Prometheus the test starts itself.
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
+# The /ui test: headless Chromium driven by playwright-core (npm devDependency).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # Benchmarks only (npm run bench): dnsperf, the DNS load generator.
 if [ "${1:-}" = --bench ]; then
   command -v dnsperf >/dev/null || need+=(dnsperf)

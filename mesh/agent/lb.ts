@@ -381,3 +381,16 @@ export class NodeLb {
     return this.totals;
   }
 }
+
+/**
+ * The node's connection summary for the manager's /ui page (mesh/manager/live-stats.ts rows):
+ * VIP flows of every task sandbox, and published-port flows of both ingress hops,
+ * as last read in the background (reading it keeps those reads going while someone watches).
+ */
+export function lbStatsRows(lb: NodeLb | undefined, ingress: { statsCache: StatsCache<BackendTotals> } | undefined): Array<[string, string, number | null, number, 'vip' | 'ingress']> {
+  const out: Array<[string, string, number | null, number, 'vip' | 'ingress']> = [];
+  for (const r of lb?.statsCache.value.rows() ?? []) out.push([r.service, r.backend, r.connections ?? null, r.connectionsTotal, 'vip']);
+  // Both hops: the node's own (local and host-mode ports go straight to replicas) and the ingress sandbox's.
+  for (const r of ingress?.statsCache.value.rows() ?? []) out.push([r.service, r.backend, r.connections ?? null, r.connectionsTotal, 'ingress']);
+  return out.slice(0, 5000);
+}

@@ -12,6 +12,7 @@
  *   GET    /v1/nodes                     GET /v1/nodes/:ref         DELETE /v1/nodes/:ref?force=1
  *   POST   /v1/nodes/:ref/update         POST /v1/nodes/prune
  *   WS     /v1/watch?revision=N          WS /v1/agent (join token)
+ *   GET    /ui, /ui/events, ...          the live web view (mesh/ui/server.ts)
  */
 import { invalid } from '../../src/errors.js';
 import type { Task } from '../../src/model/types.js';

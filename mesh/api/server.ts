@@ -2,7 +2,8 @@
  * The manager's API server: HTTP routes (routes.ts), the watch WebSocket and the agent
  * WebSocket, on any number of listeners (a TCP address and/or a unix socket).
  * Operators authenticate with the manager token; agents with the join token (agent session and
- * watch only).
+ * watch only). `/ui` is the live web view (mesh/ui/server.ts: the same token, or a cookie it
+ * gives for the view's read-only routes).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,6 +15,7 @@ import { LogRelay } from './log-relay.js';
 import { streamLogs } from './logs.js';
 import { bearerMatches, readJson, sendError, sendJson, unauthorized, type Route } from './http.js';
 import { routes } from './routes.js';
+import { handleUi, isUiPath } from '../ui/server.js';
 import { streamWatch } from './watch.js';
 
 export interface ApiServerOptions {
@@ -32,8 +34,9 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
-      if (!bearerMatches(req.headers.authorization, [m.cluster.managerToken])) throw unauthorized();
       const url = new URL(req.url ?? '/', 'http://manager');
+      if (isUiPath(url.pathname)) return await handleUi(req, res, m, url);
+      if (!bearerMatches(req.headers.authorization, [m.cluster.managerToken])) throw unauthorized();
       const method = req.method ?? 'GET';
       const logs = /^\/v1\/services\/([^/]+)\/logs$/.exec(url.pathname);
       if (logs && method === 'GET') return await streamLogs(m, relay, decodeURIComponent(logs[1] ?? ''), ['1', 'true'].includes(url.searchParams.get('follow') ?? ''), req, res);

@@ -8,6 +8,7 @@ import { ensureCluster, type ClusterInfo } from './cluster.js';
 import { ensureIngressNetwork } from './ingress.js';
 import { watchLiveness } from './nodes.js';
 import { Scheduler } from './scheduler.js';
+import { LiveStats } from './live-stats.js';
 import { ClusterView } from './view.js';
 
 export interface ManagerOptions {
@@ -27,6 +28,8 @@ export class Manager {
   readonly failures = { scheduler: 0, liveness: 0 };
   /** The cluster objects in memory, fed by one watch; started by its first reader (metrics, /ui). */
   readonly view: ClusterView;
+  /** Per-backend connection summaries of the agents connected here, while someone watches /ui. */
+  readonly live = new LiveStats();
 
   constructor(readonly store: Store, opts: ManagerOptions = {}) {
     this.nodeLeaseTtlSeconds = opts.nodeLeaseTtlSeconds ?? 10;
