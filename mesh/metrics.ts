@@ -1,7 +1,10 @@
 /**
- * Cluster metrics for Prometheus (`shoal_<subsystem>_<name>_<unit>`), read at scrape time from
- * the manager and the agent (no bookkeeping on their hot paths), and the `/metrics` HTTP server
- * every node runs. Other subsystems (dns/, ingress/) register on the same registry.
+ * Cluster metrics for Prometheus (`shoal_<subsystem>_<name>_<unit>`) and the `/metrics` HTTP
+ * server every node runs. Other subsystems (dns/, ingress/) register on the same registry.
+ *
+ * Cost rule: a scrape is O(series) and never waits for the kernel or the store. Values are
+ * counters the agent already keeps, the manager's watch-fed view (mesh/manager/view.ts), or the
+ * per-backend counters the load balancers read in the background (ingress/stats-cache.ts).
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
