@@ -99,6 +99,9 @@ describe('two instances on one host, default names', () => {
     // Two task sandboxes and the ingress sandbox, named after A's tag.
     expect([...before.keys()].sort()).toEqual([...webA.map((t) => `shoal-${inst.a.tag}-${t.id}`), `shoal-${inst.a.tag}-ingress-sbox`].sort());
 
+    // Both run at 127.0.0.1: each says, at start, that no other node could reach it.
+    expect(inst.a.proc?.output()).toMatch(/warning: the node address is 127\.0\.0\.1, a loopback address: other nodes cannot reach this one/);
+
     await up(inst.b);
     expect(inst.b.tag).not.toBe(inst.a.tag);
     expect(linkPrefixOf(inst.b.tag as string)).not.toBe(linkPrefixOf(inst.a.tag as string));
