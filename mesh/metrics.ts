@@ -7,6 +7,7 @@
  * per-backend counters the load balancers read in the background (ingress/stats-cache.ts).
  */
 import { createServer, type Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Agent } from './agent/index.js';
 import type { Manager } from './manager/index.js';
@@ -94,11 +95,32 @@ export function registerAgentMetrics(reg: Registry, a: Agent): void {
 }
 
 /**
+ * `shoal_process_event_loop_delay_seconds{stat="p50"|"p99"|"max"}`: how late the process's event
+ * loop ran its callbacks since the previous scrape. A slow scrape, a missed heartbeat or a late
+ * sync shows here first (a busy node, a long synchronous job).
+ */
+export function registerEventLoopMetrics(reg: Registry): void {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  new Gauge({
+    name: 'shoal_process_event_loop_delay_seconds', help: 'Event loop delay of this process since the previous scrape (p50, p99, max).', labelNames: ['stat'], registers: [reg],
+    collect() {
+      const s = (ns: number): number => (Number.isFinite(ns) ? ns / 1e9 : 0);
+      this.set({ stat: 'p50' }, s(h.percentile(50)));
+      this.set({ stat: 'p99' }, s(h.percentile(99)));
+      this.set({ stat: 'max' }, s(h.max));
+      h.reset();
+    },
+  });
+}
+
+/**
  * Serves `GET /metrics` from `reg` on `host:port` (port 0 picks one); resolves with the server.
  * Every collector is cheap (cached or kept per change), and scrapes that arrive while one is
  * being rendered share its text: parallel scrapers never multiply the work.
  */
 export function serveMetrics(reg: Registry, host: string, port: number): Promise<Server> {
+  registerEventLoopMetrics(reg);
   let rendering: Promise<string> | undefined;
   const render = (): Promise<string> => {
     rendering ??= reg.metrics().finally(() => { rendering = undefined; });

@@ -54,6 +54,8 @@ export interface NodeLbOptions {
 
 /** Sandboxes whose counters are read at once by a background read. */
 const STATS_CONCURRENCY = 4;
+/** Sandboxes re-read at once by a full resync. */
+const RESYNC_CONCURRENCY = 4;
 
 interface SandboxLb { netns: string; networks: string[]; proxier: Proxier; broken: boolean }
 
@@ -233,7 +235,9 @@ export class NodeLb {
     return this.serial(async () => {
       let repaired = 0;
       const failures: unknown[] = [];
-      await Promise.all([...this.sandboxes.values()].map(async (sb) => {
+      // A few sandboxes at a time: each re-read is a kernel dump (an nft process, a JSON parse);
+      // a hundred at once would swamp the node and stall the agent's event loop (and /metrics).
+      await mapLimit([...this.sandboxes.values()], RESYNC_CONCURRENCY, async (sb) => {
         try {
           const n = await sb.proxier.resync();
           repaired += n;
@@ -241,7 +245,7 @@ export class NodeLb {
           sb.broken = true;
           failures.push(e);
         }
-      }));
+      });
       this.counters.repaired(`lb-${this.opts.kind}`, repaired);
       if (failures.length) throw failures[0];
       return repaired;

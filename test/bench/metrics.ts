@@ -39,7 +39,7 @@ const DOC = 'docs/bench-metrics.md';
 const MARK = 'bench-metrics';
 const PER_SERVICE = 10;
 
-interface Sample { ms: number[]; bytes: number; series: number }
+interface Sample { ms: number[]; bytes: number; series: number; loopMaxMs?: number }
 
 const q = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -69,17 +69,22 @@ const gauge = (text: string, name: string): number | undefined => {
   return m ? Number(m[1]) : undefined;
 };
 
-/** `n` scrapes back to back (`parallel` curls at a time), timed by curl itself. */
+/**
+ * `n` scrapes back to back (`parallel` curls at a time), timed by curl itself; also the largest
+ * event-loop delay the agent reported over them (each scrape reports the delay since the previous).
+ */
 async function scrape(node: HarnessNode, n: number, parallel = 1): Promise<Sample> {
-  const one = `for i in $(seq ${Math.ceil(n / parallel)}); do curl -sS -o /dev/null --max-time 30 -w '%{time_total}\\n' http://127.0.0.1:9323/metrics; done`;
+  const one = `for i in $(seq ${Math.ceil(n / parallel)}); do curl -sS --max-time 30 -w '%{stderr}%{time_total}\\n' http://127.0.0.1:9323/metrics; done`;
   const script = parallel === 1 ? one : `${Array.from({ length: parallel }, () => `(${one}) &`).join(' ')} wait`;
   const r = await node.exec(['sh', '-c', script], { timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`scrapes failed: ${r.stderr}`);
   const text = await metrics(node);
+  const loop = [...r.stdout.matchAll(/^shoal_process_event_loop_delay_seconds\{stat="max"\} (\S+)$/gm)].map((m) => Number(m[1]) * 1000);
   return {
-    ms: r.stdout.split('\n').filter(Boolean).map((s) => Number(s) * 1000),
+    ms: r.stderr.split('\n').filter((l) => /^\d/.test(l)).map((s) => Number(s) * 1000),
     bytes: Buffer.byteLength(text),
     series: text.split('\n').filter((l) => l && !l.startsWith('#')).length,
+    ...(loop.length ? { loopMaxMs: Math.max(...loop) } : {}),
   };
 }
 
@@ -173,7 +178,7 @@ async function main(): Promise<void> {
   const med = (name: string): number => q(rows.find((r) => r[0] === name)?.[1].ms ?? [], 0.5);
   const ratioLoaded = med('loaded') / med('idle');
   const ratioBefore = med('per-scrape kernel dump (before)') / med('loaded');
-  for (const [name, s] of rows) console.log(`${name}: median ${fmt(q(s.ms, 0.5))} ms, p95 ${fmt(q(s.ms, 0.95))} ms, max ${fmt(q(s.ms, 1))} ms${s.series ? `, ${s.series} series, ${s.bytes} bytes` : ''}`);
+  for (const [name, s] of rows) console.log(`${name}: median ${fmt(q(s.ms, 0.5))} ms, p95 ${fmt(q(s.ms, 0.95))} ms, max ${fmt(q(s.ms, 1))} ms${s.series ? `, ${s.series} series, ${s.bytes} bytes` : ''}${s.loopMaxMs === undefined ? '' : `, event loop delay max ${fmt(s.loopMaxMs)} ms`}`);
   console.log(`loaded/idle ${ratioLoaded.toFixed(2)}; before/now ${ratioBefore.toFixed(0)}`);
 
   const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'} x${cpus().length}`;
@@ -189,12 +194,14 @@ async function main(): Promise<void> {
     `1-node harness (agent \`--lb-dataplane nftables\`), one overlay network, ${SERVICES} services of which ${Math.ceil(TASKS / PER_SERVICE)} have ${PER_SERVICE} replicas`,
     `(\`sleep\`; 2 publish a port): ${sandboxes} task sandboxes, each holding every VIP of the network. Built in ${build}. Scrapes timed by`,
     'curl in the node\'s namespace (`%{time_total}`), back to back. "per-scrape kernel dump (before)": `nft -j list table` in every task',
-    'sandbox one after the other (3 rounds), what every scrape ran before the counters were read in the background.',
+    'sandbox one after the other (3 rounds), what every scrape ran before the counters were read in the background. The last column:',
+    'the largest `shoal_process_event_loop_delay_seconds{stat="max"}` the agent reported over the scrapes (its own stalls, e.g. the',
+    'periodic full resync re-reading every sandbox; a scrape cannot answer faster than its event loop runs it).',
     `Background read of the counters (\`nft list counters\` per sandbox, 4 at a time): ${fmt(refreshMs)} ms, at most every 5 s and at most 10% of the time.`,
     '',
-    '| scrape | median ms | p95 ms | max ms | series | bytes |',
-    '|---|---:|---:|---:|---:|---:|',
-    ...rows.map(([name, s]) => `| ${name} | ${fmt(q(s.ms, 0.5))} | ${fmt(q(s.ms, 0.95))} | ${fmt(q(s.ms, 1))} | ${s.series || ''} | ${s.bytes || ''} |`),
+    '| scrape | median ms | p95 ms | max ms | series | bytes | agent event-loop delay, max ms |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(([name, s]) => `| ${name} | ${fmt(q(s.ms, 0.5))} | ${fmt(q(s.ms, 0.95))} | ${fmt(q(s.ms, 1))} | ${s.series || ''} | ${s.bytes || ''} | ${s.loopMaxMs === undefined ? '' : fmt(s.loopMaxMs)} |`),
     '',
     `**loaded/idle: ${ratioLoaded.toFixed(2)}**; the per-scrape kernel dump of before took ${ratioBefore.toFixed(0)}x a scrape now.`,
     `Load average before the run: ${loadBefore} (other work on the machine competes).`,

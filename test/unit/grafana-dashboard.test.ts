@@ -15,7 +15,7 @@ import { NodeIngress } from '../../mesh/agent/ingress.js';
 import { NodeLb } from '../../mesh/agent/lb.js';
 import { LocalIndex } from '../../mesh/agent/local-index.js';
 import { Manager } from '../../mesh/manager/index.js';
-import { registerAgentMetrics, registerManagerMetrics, Registry } from '../../mesh/metrics.js';
+import { registerAgentMetrics, registerEventLoopMetrics, registerManagerMetrics, Registry } from '../../mesh/metrics.js';
 import { FakeNft } from '../../src/kernel/index.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 
@@ -33,6 +33,7 @@ async function registeredNames(): Promise<Set<string>> {
   new NodeLb(index, { kind: 'nftables', make: nft, metricsRegistry: reg });
   new NodeIngress(index, () => undefined, { host: nft(), metricsRegistry: reg });
   registerManagerMetrics(reg, new Manager(store));
+  registerEventLoopMetrics(reg);
   registerAgentMetrics(reg, new Agent({ managerUrl: 'unix:///nonexistent', joinToken: 't', name: 'n1', address: '127.0.0.1', dataDir: dir }));
   const names = new Set<string>();
   for (const m of reg.getMetricsAsArray() as unknown as Array<{ name: string; type: string }>) {
