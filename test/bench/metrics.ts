@@ -74,14 +74,21 @@ const gauge = (text: string, name: string): number | undefined => {
  * event-loop delay the agent reported over them (each scrape reports the delay since the previous).
  */
 async function scrape(node: HarnessNode, n: number, parallel = 1): Promise<Sample> {
-  const one = `for i in $(seq ${Math.ceil(n / parallel)}); do curl -sS --max-time 30 -w '%{stderr}%{time_total}\\n' http://127.0.0.1:9323/metrics; done`;
+  // One curl per line of output: the time alone in parallel runs (several writers, one pipe),
+  // time then body when alone (the body carries the agent's event-loop delay).
+  const curl = parallel === 1
+    ? "curl -sS --max-time 30 -w '%{stderr}%{time_total}\\n' http://127.0.0.1:9323/metrics"
+    : "curl -sS --max-time 30 -o /dev/null -w '%{time_total}\\n' http://127.0.0.1:9323/metrics";
+  const one = `for i in $(seq ${Math.ceil(n / parallel)}); do ${curl}; done`;
   const script = parallel === 1 ? one : `${Array.from({ length: parallel }, () => `(${one}) &`).join(' ')} wait`;
   const r = await node.exec(['sh', '-c', script], { timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`scrapes failed: ${r.stderr}`);
   const text = await metrics(node);
   const loop = [...r.stdout.matchAll(/^shoal_process_event_loop_delay_seconds\{stat="max"\} (\S+)$/gm)].map((m) => Number(m[1]) * 1000);
+  const times = (parallel === 1 ? r.stderr : r.stdout).split('\n').filter((l) => /^\d+\.\d+$/.test(l)).map((s) => Number(s) * 1000);
+  if (times.length !== Math.ceil(n / parallel) * parallel) throw new Error(`expected ${n} timings, got ${times.length}`);
   return {
-    ms: r.stderr.split('\n').filter((l) => /^\d/.test(l)).map((s) => Number(s) * 1000),
+    ms: times,
     bytes: Buffer.byteLength(text),
     series: text.split('\n').filter((l) => l && !l.startsWith('#')).length,
     ...(loop.length ? { loopMaxMs: Math.max(...loop) } : {}),
