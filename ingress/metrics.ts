@@ -2,18 +2,23 @@
  * Load-balancer metrics (`shoal_lb_*`): sync duration and failures, pending changes, last sync
  * time, network-programming latency (a cluster change seen -> programmed in every local
  * dataplane), backends per service (serving / total) and per-backend counters where the
- * dataplane has them (read at scrape time).
+ * dataplane has them.
+ *
+ * Per-backend counters come from a {@link StatsCache} read in the background (stats-cache.ts):
+ * a scrape only copies what the last read found, O(series), and never waits for the kernel.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { LbBackendStats } from './types.js';
+import type { BackendRow, StatsCache } from './stats-cache.js';
 
 export interface LbMetricsSource {
   /** Changes seen and not yet programmed. */
   pending(): number;
   /** Per service: backends that take new flows, and all (including draining). */
   backends(): Array<{ service: string; serving: number; total: number }>;
-  /** Per-backend counters of every local dataplane. */
-  stats(): Promise<LbBackendStats[]>;
+  /** Per-backend counters summed over every local dataplane, as last read in the background. */
+  rows(): Iterable<BackendRow>;
+  /** The background reader of those counters (its age and cost are exported too). */
+  cache: StatsCache<unknown>;
 }
 
 export interface LbMetrics {
@@ -23,6 +28,22 @@ export interface LbMetrics {
 }
 
 export const noopLbMetrics: LbMetrics = { syncDone: () => undefined, syncFailed: () => undefined, programmed: () => undefined };
+
+/**
+ * `shoal_<subsystem>_stats_refresh_duration_seconds` and `..._stats_last_refresh_timestamp_seconds`:
+ * how long the last background read of the kernel's counters took and when it ended, so a
+ * dashboard can tell how fresh the per-backend counters are.
+ */
+export function registerStatsCacheMetrics(reg: Registry, subsystem: string, cache: StatsCache<unknown>): void {
+  new Gauge({
+    name: `shoal_${subsystem}_stats_refresh_duration_seconds`, help: 'Duration of the last background read of the dataplanes\' per-backend counters.', registers: [reg],
+    collect() { this.set(cache.lastDurationMs / 1000); },
+  });
+  new Gauge({
+    name: `shoal_${subsystem}_stats_last_refresh_timestamp_seconds`, help: 'Unix time of the last successful background read of the per-backend counters (0: none yet).', registers: [reg],
+    collect() { this.set(cache.refreshedAt / 1000); },
+  });
+}
 
 export function createLbMetrics(reg: Registry, dataplane: string, src: LbMetricsSource): LbMetrics {
   const duration = new Histogram({
@@ -46,29 +67,29 @@ export function createLbMetrics(reg: Registry, dataplane: string, src: LbMetrics
       }
     },
   });
-  const perBackend = (name: string, help: string, pick: (s: LbBackendStats) => number | undefined): void => {
-    new Gauge({
-      name, help, labelNames: ['service', 'backend'], registers: [reg],
-      async collect() {
-        this.reset();
-        const sums = new Map<string, { service: string; backend: string; v: number }>();
-        for (const s of await src.stats()) {
-          const v = pick(s);
-          if (v === undefined) continue;
-          // A VIP's every-port services (port 0) count per replica, whatever port was asked.
-          const backend = s.port ? `${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.port}` : s.address;
-          const k = `${s.service}|${backend}`;
-          const had = sums.get(k);
-          if (had) had.v += v;
-          else sums.set(k, { service: s.service, backend, v });
-        }
-        for (const x of sums.values()) this.set({ service: x.service, backend: x.backend }, x.v);
-      },
-    });
-  };
-  perBackend('shoal_lb_backend_connections', 'Connections per backend, summed over this node\'s dataplanes (where the dataplane counts them).', (s) => s.connections);
-  perBackend('shoal_lb_backend_connections_total', 'Connections or flows sent to each backend since it was programmed on this node.', (s) => s.connectionsTotal);
-  perBackend('shoal_lb_backend_bytes_total', 'Bytes per backend, where the dataplane counts them.', (s) => s.bytes);
+  new Gauge({
+    name: 'shoal_lb_backend_connections', help: 'Open connections per backend, summed over this node\'s dataplanes (IPVS: active + inactive; userspace: open flows; nftables does not count them).',
+    labelNames: ['service', 'backend'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const r of src.rows()) if (r.connections !== undefined) this.set({ service: r.service, backend: r.backend }, r.connections);
+    },
+  });
+  new Counter({
+    name: 'shoal_lb_backend_connections_total', help: 'Connections (flows) this node\'s dataplanes sent to each backend.', labelNames: ['service', 'backend'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const r of src.rows()) if (r.hasTotal) this.inc({ service: r.service, backend: r.backend }, r.connectionsTotal);
+    },
+  });
+  new Counter({
+    name: 'shoal_lb_backend_bytes_total', help: 'Bytes exchanged with each backend, where the dataplane counts them (IPVS, userspace).', labelNames: ['service', 'backend'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const r of src.rows()) if (r.hasBytes) this.inc({ service: r.service, backend: r.backend }, r.bytesTotal);
+    },
+  });
+  registerStatsCacheMetrics(reg, 'lb', src.cache);
   return {
     syncDone: (sec) => { duration.observe({ dataplane }, sec); last.set({ dataplane }, Date.now() / 1000); },
     syncFailed: () => failures.inc({ dataplane }),

@@ -3,7 +3,13 @@
  * ingress sandbox must balance. Two hops, Docker swarm's routing mesh with kube-proxy's
  * traffic policies:
  *
- * - ingress mode, `cluster` policy (default): the node DNATs `<node address>:P` to its ingress
+ * The node's frontends answer on every local address of the node (like Docker: the node's
+ * address, its other interfaces' addresses, 127.0.0.1 from the node itself), not only on the
+ * address it registered: `0.0.0.0:P` ({@link EVERY_LOCAL_V4}; `[::]:P` for an IPv6 node).
+ * Without isolation (`shared`, the userspace proxy) they stay at the node's address: several
+ * such agents may share one namespace, each at its own address.
+ *
+ * - ingress mode, `cluster` policy (default): the node DNATs `<any local address>:P` to its ingress
  *   sandbox's address on the ingress network (same port); the sandbox balances across every
  *   serving replica's ingress address on any node, masquerading to its own address, so replies
  *   come back through it over the overlay. Same backends, health and drain as a VIP.
@@ -20,7 +26,7 @@
 import { isDraining, nodeServes, servesTraffic } from '../src/model/serving.js';
 import type { Network, Node, PortConfig, Service, Task } from '../src/model/types.js';
 import { backendsOf, lbSettings } from './desired.js';
-import type { LbBackend, VirtualService } from './types.js';
+import { EVERY_LOCAL_V4, EVERY_LOCAL_V6, type LbBackend, type VirtualService } from './types.js';
 
 export interface PublishedInput {
   services: Iterable<Service>;
@@ -28,7 +34,7 @@ export interface PublishedInput {
   byService: ReadonlyMap<string, Task[]>;
   nodes: ReadonlyMap<string, Node>;
   networks: ReadonlyMap<string, Network>;
-  /** This node: its id, the address published ports answer on, its ingress sandbox address. */
+  /** This node: its id, its address (published ports answer on every local address of its family), its ingress sandbox address. */
   self: { id: string; address: string; ingress?: { network: string; v4: string } };
   /**
    * Tasks share their node's namespace (no isolation, no root: the userspace dataplane): a
@@ -39,7 +45,7 @@ export interface PublishedInput {
 }
 
 export interface PublishedState {
-  /** Frontends at the node's address, in the node's own namespace. */
+  /** Frontends on every local address (the node's address when `shared`), in the node's own namespace. */
   host: VirtualService[];
   /** Frontends at the ingress sandbox's address, in the sandbox. */
   sandbox: VirtualService[];
@@ -75,6 +81,7 @@ export function publishedServices(input: PublishedInput): PublishedState {
   if (input.shared) return sharedPublished(input);
   const out: PublishedState = { host: [], sandbox: [], ports: [] };
   const ingressId = self.ingress?.network;
+  const anyLocal = self.address.includes(':') ? EVERY_LOCAL_V6 : EVERY_LOCAL_V4;
   const sorted = [...input.services].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
   for (const svc of sorted) {
     if (svc.spec.ports.length === 0) continue;
@@ -89,14 +96,14 @@ export function publishedServices(input: PublishedInput): PublishedState {
       if (p.mode === 'host' || svc.spec.trafficPolicy === 'local') {
         if (p.mode === 'host' && !tasks.some((t) => presentHere(t, self.id))) continue;
         const backends = direct ? backendsOf(svc, direct, p.target, local, nodes) : [];
-        out.host.push({ ...base, address: self.address, ...lbSettings(svc), backends });
+        out.host.push({ ...base, address: anyLocal, ...lbSettings(svc), backends });
         report(backends);
         continue;
       }
       // ingress mode, cluster policy: node -> its ingress sandbox -> any replica.
       if (!ingressId || !self.ingress) continue;
       const sbox = self.ingress.v4;
-      out.host.push({ ...base, address: self.address, scheduler: 'rr', backends: [{ address: sbox, port: p.published, weight: 1 }] });
+      out.host.push({ ...base, address: anyLocal, scheduler: 'rr', backends: [{ address: sbox, port: p.published, weight: 1 }] });
       const backends = backendsOf(svc, ingressId, p.target, tasks, nodes);
       out.sandbox.push({ ...base, address: sbox, ...lbSettings(svc), masquerade: true, backends });
       report(backends);

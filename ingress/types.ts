@@ -31,8 +31,24 @@ export interface LbBackend {
   weight: number;
 }
 
+/**
+ * Frontend addresses meaning "every local address of the namespace" (like a socket bound to
+ * INADDR_ANY): a node's published ports. For IPv4 the loopback addresses answer too, to
+ * traffic from the namespace itself (nftables dataplane: matched with `fib daddr type local`,
+ * flows from 127.0.0.0/8 masqueraded, as kube-proxy does with route_localnet).
+ */
+export const EVERY_LOCAL_V4 = '0.0.0.0';
+export const EVERY_LOCAL_V6 = '::';
+
+/** Whether a frontend address means every local address ({@link EVERY_LOCAL_V4}, {@link EVERY_LOCAL_V6}). */
+export const isEveryLocal = (address: string): boolean => address === EVERY_LOCAL_V4 || address === EVERY_LOCAL_V6;
+
 export interface VirtualService {
-  /** Frontend address (the VIP, or a node/ingress-sandbox address for published ports). */
+  /**
+   * Frontend address: the VIP, an ingress sandbox's address, or {@link EVERY_LOCAL_V4} /
+   * {@link EVERY_LOCAL_V6} for every local address of the namespace (a node's published ports;
+   * nftables and userspace dataplanes).
+   */
   address: string;
   /**
    * Frontend port; `0` = every port of `protocol` at `address` not claimed by a virtual
@@ -67,7 +83,7 @@ export interface LbBackendStats {
   service: string;
   address: string;
   port: number;
-  /** Connections (ipvs: active + inactive; nft: packets that created a flow; userspace: open). */
+  /** Open connections now (ipvs: active + inactive; userspace: open flows; nftables: not counted). */
   connections?: number;
   /** Total connections or flows since the backend was programmed. */
   connectionsTotal?: number;

@@ -1,41 +1,47 @@
 /**
- * Cluster metrics for Prometheus (`shoal_<subsystem>_<name>_<unit>`), read at scrape time from
- * the manager and the agent (no bookkeeping on their hot paths), and the `/metrics` HTTP server
- * every node runs. Other subsystems (dns/, ingress/) register on the same registry.
+ * Cluster metrics for Prometheus (`shoal_<subsystem>_<name>_<unit>`) and the `/metrics` HTTP
+ * server every node runs. Other subsystems (dns/, ingress/) register on the same registry.
+ *
+ * Cost rule: a scrape is O(series) and never waits for the kernel or the store. Values are
+ * counters the agent already keeps, the manager's watch-fed view (mesh/manager/view.ts), or the
+ * per-backend counters the load balancers read in the background (ingress/stats-cache.ts).
  */
 import { createServer, type Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { objectPrefix } from '../src/model/keys.js';
-import type { Node, Task } from '../src/model/types.js';
 import type { Agent } from './agent/index.js';
 import type { Manager } from './manager/index.js';
 import { registerControlPlaneMetrics } from './manager/metrics.js';
 
-/** Registers the manager's metrics: cluster membership and tasks, store revision, failed syncs. */
+/**
+ * Registers the manager's metrics: cluster membership and tasks, store revision, failed syncs.
+ * They are read from the manager's watch-fed view (mesh/manager/view.ts), kept per change: a
+ * scrape costs O(series), never a read of the store.
+ */
 export function registerManagerMetrics(reg: Registry, m: Manager): void {
   registerControlPlaneMetrics(reg, m);
+  const view = m.view;
   new Gauge({
     name: 'shoal_cluster_nodes', help: 'Nodes by state (ready, down).', labelNames: ['state'], registers: [reg],
     async collect() {
-      const { kvs } = await m.store.range(objectPrefix('nodes'));
-      const counts: Record<string, number> = { ready: 0, down: 0 };
-      for (const kv of kvs) { const n = JSON.parse(kv.value) as Node; counts[n.state] = (counts[n.state] ?? 0) + 1; }
-      for (const [state, v] of Object.entries(counts)) this.set({ state }, v);
+      await view.ready();
+      this.reset();
+      this.set({ state: 'ready' }, 0);
+      this.set({ state: 'down' }, 0);
+      for (const [state, v] of view.nodeStates) this.set({ state }, v);
     },
   });
   new Gauge({
     name: 'shoal_cluster_tasks', help: 'Tasks by current state.', labelNames: ['state'], registers: [reg],
     async collect() {
-      const { kvs } = await m.store.range(objectPrefix('tasks'));
+      await view.ready();
       this.reset();
-      const counts = new Map<string, number>();
-      for (const kv of kvs) { const t = JSON.parse(kv.value) as Task; counts.set(t.status.state, (counts.get(t.status.state) ?? 0) + 1); }
-      for (const [state, v] of counts) this.set({ state }, v);
+      for (const [state, v] of view.taskStates) this.set({ state }, v);
     },
   });
   new Gauge({
-    name: 'shoal_store_revision', help: 'Current revision of the cluster store.', registers: [reg],
-    async collect() { this.set(await m.store.currentRevision()); },
+    name: 'shoal_store_revision', help: 'Current revision of the cluster store (as the manager\'s watch last saw it).', registers: [reg],
+    async collect() { await view.ready(); this.set(view.index.revision); },
   });
   new Counter({
     name: 'shoal_manager_sync_failures_total', help: 'Failed background syncs of the manager, by reconciler (each is retried).', labelNames: ['component'], registers: [reg],
@@ -90,14 +96,44 @@ export function registerAgentMetrics(reg: Registry, a: Agent): void {
   });
 }
 
-/** Serves `GET /metrics` from `reg` on `host:port` (port 0 picks one); resolves with the server. */
+/**
+ * `shoal_process_event_loop_delay_seconds{stat="p50"|"p99"|"max"}`: how late the process's event
+ * loop ran its callbacks since the previous scrape. A slow scrape, a missed heartbeat or a late
+ * sync shows here first (a busy node, a long synchronous job).
+ */
+export function registerEventLoopMetrics(reg: Registry): void {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  new Gauge({
+    name: 'shoal_process_event_loop_delay_seconds', help: 'Event loop delay of this process since the previous scrape (p50, p99, max).', labelNames: ['stat'], registers: [reg],
+    collect() {
+      const s = (ns: number): number => (Number.isFinite(ns) ? ns / 1e9 : 0);
+      this.set({ stat: 'p50' }, s(h.percentile(50)));
+      this.set({ stat: 'p99' }, s(h.percentile(99)));
+      this.set({ stat: 'max' }, s(h.max));
+      h.reset();
+    },
+  });
+}
+
+/**
+ * Serves `GET /metrics` from `reg` on `host:port` (port 0 picks one); resolves with the server.
+ * Every collector is cheap (cached or kept per change), and scrapes that arrive while one is
+ * being rendered share its text: parallel scrapers never multiply the work.
+ */
 export function serveMetrics(reg: Registry, host: string, port: number): Promise<Server> {
+  registerEventLoopMetrics(reg);
+  let rendering: Promise<string> | undefined;
+  const render = (): Promise<string> => {
+    rendering ??= reg.metrics().finally(() => { rendering = undefined; });
+    return rendering;
+  };
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
       return;
     }
-    reg.metrics().then(
+    render().then(
       (text) => res.writeHead(200, { 'content-type': reg.contentType }).end(text),
       (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${String(e)}\n`),
     );

@@ -2,8 +2,9 @@
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
 #   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
 #   conntrack, curl, cpio (the kernel lab's initramfs), zsh (the completion test), etcd + etcdctl
-#   (etcd-server, etcd-client: the HA store's tests start their own members); with --bench also
-#   dnsperf, wrk, haproxy.
+#   (etcd-server, etcd-client: the HA store's tests start their own members), prometheus
+#   (promtool and a real Prometheus for the metrics tests; its service is not started), chromium
+#   (the /ui test, headless); with --bench also dnsperf, wrk, haproxy.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -19,6 +20,10 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 # The kernel lab (../shared/kernel-lab/run-in-kernel.sh, IPVS tests) installs qemu itself but needs cpio.
 command -v cpio >/dev/null || need+=(cpio)
+# The metrics tests: `promtool check metrics` and a Prometheus the test starts itself.
+command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
+# The /ui test: headless Chromium driven by playwright-core (npm devDependency).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # Benchmarks only (npm run bench): dnsperf, the DNS load generator.
 if [ "${1:-}" = --bench ]; then
   command -v dnsperf >/dev/null || need+=(dnsperf)

@@ -171,6 +171,7 @@ export class IpvsLoadBalancer implements LoadBalancer {
   async stats(): Promise<LbBackendStats[]> {
     const out: LbBackendStats[] = [];
     for (const [key, vs] of this.state) {
+      if (vs.backends.length === 0) continue; // nothing to read: spare the netlink dump
       for (const d of await this.ipvs.getDests(planOf(vs).svc)) {
         out.push({
           vs: key, service: vs.service, address: d.address, port: d.port,

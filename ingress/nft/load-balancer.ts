@@ -21,7 +21,7 @@ import { invalid, isNotFound, messageOf } from '../../src/errors.js';
 import type { Conntrack } from '../../src/kernel/conntrack.js';
 import type { Nft, NftJson } from '../../src/kernel/nft.js';
 import { nftDrift } from './verify.js';
-import { vsKey, type LbBackendStats, type LbKind, type LoadBalancer, type VirtualService } from '../types.js';
+import { isEveryLocal, vsKey, type LbBackendStats, type LbKind, type LoadBalancer, type VirtualService } from '../types.js';
 import {
   DEFAULT_MASQ_MARK, DEFAULT_SHARD_OBJECTS, MAX_SHARDS, checkVirtualService, cleanupScript, fullScript, objectsOf,
   planIncremental, serviceObjects, shardTable, shardsFor, type Leftover, type RenderContext, type ServiceObjects,
@@ -49,6 +49,11 @@ export interface NftLoadBalancerOptions {
    * 1.0.6 loads its whole cache for `delete`), given the live objects; default max(1024, live / 2).
    */
   collectAt?: (live: number) => number;
+  /**
+   * Accept frontends on every local address (`0.0.0.0:P`, `[::]:P`: a node's published ports,
+   * matched with `fib daddr type local`). Off for VIP sandboxes: their new flows skip that lookup.
+   */
+  everyLocal?: boolean;
 }
 
 const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,200}$/;
@@ -63,6 +68,7 @@ export class NftLoadBalancer implements LoadBalancer {
   private readonly mark: number;
   private readonly shardObjects: number;
   private readonly collectAt: (live: number) => number;
+  private readonly everyLocal: boolean;
   private services = new Map<string, ServiceObjects>();
   private leftovers = new Map<string, Leftover>();
   private liveObjects = 0;
@@ -81,6 +87,7 @@ export class NftLoadBalancer implements LoadBalancer {
     this.mark = opts.mark ?? DEFAULT_MASQ_MARK;
     this.shardObjects = opts.shardObjects ?? DEFAULT_SHARD_OBJECTS;
     this.collectAt = opts.collectAt ?? ((live) => Math.max(1024, Math.floor(live / 2)));
+    this.everyLocal = opts.everyLocal ?? false;
   }
 
   syncAll(services: readonly VirtualService[]): Promise<void> {
@@ -98,12 +105,14 @@ export class NftLoadBalancer implements LoadBalancer {
   /**
    * Flows NATed to each backend since it was programmed: the named counters of the first
    * table, counted once per new flow in `postrouting` (bytes are the first packets' only, so
-   * they are not reported).
+   * they are not reported; nor are open connections, which only conntrack knows). Reads the
+   * counters alone (`list counters`) where the nft adapter can.
    */
   async stats(): Promise<LbBackendStats[]> {
     let listing: NftJson;
+    const t0 = shardTable(this.table, 0);
     try {
-      listing = await this.nft.list(shardTable(this.table, 0), 'inet');
+      listing = this.nft.listCounters ? await this.nft.listCounters(t0, 'inet') : await this.nft.list(t0, 'inet');
     } catch (e) {
       if (isNotFound(e)) return [];
       throw e;
@@ -119,7 +128,7 @@ export class NftLoadBalancer implements LoadBalancer {
         const n = counted.get(c.name);
         out.push({
           vs: s.key, service: s.vs.service, address: c.backend.address, port: c.backend.port,
-          ...(n === undefined ? {} : { connections: n, connectionsTotal: n }),
+          ...(n === undefined ? {} : { connectionsTotal: n }),
         });
       }
     }
@@ -180,13 +189,20 @@ export class NftLoadBalancer implements LoadBalancer {
   }
 
   private context(shards = this.shards): RenderContext {
-    return { table: this.table, shards, mark: this.mark };
+    return { table: this.table, shards, mark: this.mark, ...(this.everyLocal ? { everyLocal: true } : {}) };
+  }
+
+  private check(vs: VirtualService): void {
+    checkVirtualService(vs);
+    if (!this.everyLocal && isEveryLocal(vs.address)) {
+      throw invalid(`virtual service ${vsKey(vs)}: this nftables load balancer (${this.table}) takes no every-local-address frontend`);
+    }
   }
 
   private async replaceAll(list: readonly VirtualService[]): Promise<void> {
     const want = new Map<string, VirtualService>();
     for (const vs of list) {
-      checkVirtualService(vs);
+      this.check(vs);
       want.set(vsKey(vs), vs);
     }
     let objects = 0;
@@ -210,7 +226,7 @@ export class NftLoadBalancer implements LoadBalancer {
   private async applyChange(upsert: readonly VirtualService[], remove: readonly string[]): Promise<void> {
     const changed = new Map<string, VirtualService>();
     for (const vs of upsert) {
-      checkVirtualService(vs);
+      this.check(vs);
       changed.set(vsKey(vs), vs);
     }
     const merged = (): VirtualService[] => {
@@ -268,7 +284,10 @@ export class NftLoadBalancer implements LoadBalancer {
         if (keep.has(`${b.address}:${b.port}`)) continue;
         try {
           // An every-port service (port 0) matches its flows on any destination port.
-          await this.conntrack.deleteFlows({ protocol: 'udp', origDst: old.vs.address, ...(old.vs.port ? { origDstPort: old.vs.port } : {}), replySrc: b.address });
+          // One on every local address matches them on any destination address.
+          await this.conntrack.deleteFlows({
+            protocol: 'udp', ...(isEveryLocal(old.vs.address) ? {} : { origDst: old.vs.address }), ...(old.vs.port ? { origDstPort: old.vs.port } : {}), replySrc: b.address,
+          });
         } catch (e) {
           this.log(`nft load balancer ${this.table}: deleting UDP flows of ${key} -> ${b.address}: ${messageOf(e)}`);
         }

@@ -14,8 +14,16 @@
  *   chains `b_<hash>` that record the client in the backend's set `a_<hash>`
  *   (`update @a_<hash> { ip saddr }`) and DNAT; the service chain first sends known clients
  *   to their backend (`ip saddr @a_<hash> goto b_<hash>`);
+ * - a frontend on every local address (`0.0.0.0:P` / `[::]:P`, a node's published ports) is
+ *   dispatched after those, on `fib daddr type local` through `vipl4` (`vipl6`) keyed by
+ *   `meta l4proto . th dport`: any address of the namespace, and for IPv4 loopback too, but
+ *   only for traffic the namespace sends itself (`output`; `prerouting` skips 127.0.0.0/8).
+ *   Such flows from 127.0.0.0/8 are marked for masquerade: a DNATed flow cannot leave with a
+ *   loopback source (kube-proxy's localhost nodeports; the node needs route_localnet, see
+ *   ingress/localnet.ts);
  * - `postrouting` (first table only) counts each new NATed flow in the named counter of its
- *   (service, backend) through the maps `cnt4`/`cnt6`, then masquerades marked packets.
+ *   (service, backend) through the maps `cnt4`/`cnt6` (`cntl4`/`cntl6` for every-local
+ *   frontends, keyed without the address), then masquerades marked packets.
  * `lc` becomes `rr` and `mh` becomes `sh` (nearest). Weights become slots (smooth weighted
  * round robin order) for wrr, random, sh and mh; `rr` gives each live backend one slot, like
  * IPVS. Weight 0 (draining): no slot, no affinity rule; conntrack keeps established flows.
@@ -33,7 +41,7 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { invalid } from '../../src/errors.js';
-import { vsKey, type LbBackend, type VirtualService } from '../types.js';
+import { isEveryLocal, vsKey, type LbBackend, type VirtualService } from '../types.js';
 
 /** Most shard tables a load balancer spreads its services over. */
 export const MAX_SHARDS = 64;
@@ -52,6 +60,8 @@ export interface RenderContext {
   shards: number;
   /** Masquerade mark bit. */
   mark: number;
+  /** Dispatch frontends on every local address too (`vipl4`/`vipl6`; a node's published ports). */
+  everyLocal?: boolean;
 }
 
 /** A named set or map with its declaration body (`type ...; flags ...; elements = {...}`). */
@@ -68,7 +78,7 @@ export interface ChainDecl {
 
 /** An element of a map (`vip4`, `cnt4`...): its key and the whole `key : value` text. */
 export interface MapElement {
-  map: 'vip4' | 'vip6' | 'vipa4' | 'vipa6' | 'cnt4' | 'cnt6' | 'cnta4' | 'cnta6';
+  map: 'vip4' | 'vip6' | 'vipa4' | 'vipa6' | 'vipl4' | 'vipl6' | 'cnt4' | 'cnt6' | 'cnta4' | 'cnta6' | 'cntl4' | 'cntl6';
   key: string;
   element: string;
 }
@@ -139,6 +149,7 @@ export function checkVirtualService(vs: VirtualService): void {
   const port = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535;
   // Port 0: every port of the address (the backend keeps the destination port): backends port 0 too.
   const every = vs.port === 0;
+  if (every && isEveryLocal(vs.address)) throw invalid(`virtual service ${key}: every local address takes one port at a time (1..65535), not every port`);
   if (!every && !port(vs.port)) throw invalid(`virtual service ${key}: port must be 1..65535 (or 0 for every port)`);
   const t = vs.affinity?.timeoutSeconds;
   if (t !== undefined && !(Number.isInteger(t) && t >= 1)) throw invalid(`virtual service ${key}: affinity timeout must be a positive integer`);
@@ -209,7 +220,10 @@ export function serviceObjects(vs: VirtualService, ctx: RenderContext): ServiceO
       : `numgen inc mod ${slots.length}`;
   const comment = ` comment "${commentText(vs.service)}"`;
 
-  const rules: string[] = vs.masquerade ? [`meta mark set meta mark | ${hex(ctx.mark)}`] : [];
+  const local = isEveryLocal(vs.address);
+  const masq = `meta mark set meta mark | ${hex(ctx.mark)}`;
+  // Every local address: a flow from loopback (the node calling 127.0.0.1:P) must leave with a routable source.
+  const rules: string[] = vs.masquerade ? [masq] : local && !v6 ? [`ip saddr 127.0.0.0/8 ${masq}`] : [];
   const backendChains: ChainDecl[] = [];
   const sets: NamedDecl[] = [];
   let map: NamedDecl | undefined;
@@ -238,15 +252,18 @@ export function serviceObjects(vs: VirtualService, ctx: RenderContext): ServiceO
 
   const counters: CounterDecl[] = sorted.map((b) => {
     const name = `c_${hash12(key, b.address, String(b.port))}`;
-    const k = every ? `${vs.protocol} . ${vs.address} . ${b.address}` : `${vs.protocol} . ${vs.address} . ${vs.port} . ${b.address} . ${b.port}`;
-    const cmap = every ? (v6 ? 'cnta6' : 'cnta4') : v6 ? 'cnt6' : 'cnt4';
+    const k = every ? `${vs.protocol} . ${vs.address} . ${b.address}`
+      : local ? `${vs.protocol} . ${vs.port} . ${b.address} . ${b.port}`
+        : `${vs.protocol} . ${vs.address} . ${vs.port} . ${b.address} . ${b.port}`;
+    const cmap = every ? (v6 ? 'cnta6' : 'cnta4') : local ? (v6 ? 'cntl6' : 'cntl4') : v6 ? 'cnt6' : 'cnt4';
     return { backend: { ...b }, name, element: { map: cmap, key: k, element: `${k} : "${name}"` } };
   });
   const shard = ctx.shards <= 1 ? 0 : Number.parseInt(tag.slice(0, 8), 16) % ctx.shards;
   // Exact ports dispatch on address . protocol . port; every-port services on address . protocol,
   // looked up only when no exact port matched (see hookChains).
-  const vk = every ? `${vs.address} . ${vs.protocol}` : `${vs.address} . ${vs.protocol} . ${vs.port}`;
-  const vip: MapElement = { map: every ? (v6 ? 'vipa6' : 'vipa4') : v6 ? 'vip6' : 'vip4', key: vk, element: `${vk} : goto s_${tag}` };
+  const vk = every ? `${vs.address} . ${vs.protocol}` : local ? `${vs.protocol} . ${vs.port}` : `${vs.address} . ${vs.protocol} . ${vs.port}`;
+  const vmap = every ? (v6 ? 'vipa6' : 'vipa4') : local ? (v6 ? 'vipl6' : 'vipl4') : v6 ? 'vip6' : 'vip4';
+  const vip: MapElement = { map: vmap, key: vk, element: `${vk} : goto s_${tag}` };
   const chain = { name: `s_${tag}`, rules };
   const signature = JSON.stringify([shard, chain, backendChains, sets, map, counters.map((c) => c.element.element), vip.element]);
   return {
@@ -260,15 +277,19 @@ const MAP_TYPE: Record<MapElement['map'], string> = {
   vip6: 'ipv6_addr . inet_proto . inet_service : verdict',
   vipa4: 'ipv4_addr . inet_proto : verdict',
   vipa6: 'ipv6_addr . inet_proto : verdict',
+  vipl4: 'inet_proto . inet_service : verdict',
+  vipl6: 'inet_proto . inet_service : verdict',
   cnt4: 'inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service : counter',
   cnt6: 'inet_proto . ipv6_addr . inet_service . ipv6_addr . inet_service : counter',
   cnta4: 'inet_proto . ipv4_addr . ipv4_addr : counter',
   cnta6: 'inet_proto . ipv6_addr . ipv6_addr : counter',
+  cntl4: 'inet_proto . inet_service . ipv4_addr . inet_service : counter',
+  cntl6: 'inet_proto . inet_service . ipv6_addr . inet_service : counter',
 };
 
 /** The dispatch maps every shard has, and the counter maps of shard 0. */
-const DISPATCH_MAPS: ReadonlyArray<MapElement['map']> = ['vip4', 'vip6', 'vipa4', 'vipa6'];
-const COUNTER_MAPS: ReadonlyArray<MapElement['map']> = ['cnt4', 'cnt6', 'cnta4', 'cnta6'];
+export const DISPATCH_MAPS: ReadonlyArray<MapElement['map']> = ['vip4', 'vip6', 'vipa4', 'vipa6', 'vipl4', 'vipl6'];
+const COUNTER_MAPS: ReadonlyArray<MapElement['map']> = ['cnt4', 'cnt6', 'cnta4', 'cnta6', 'cntl4', 'cntl6'];
 
 function block(head: string, lines: readonly string[], indent: string): string {
   return `${indent}${head} {\n${lines.map((l) => `${indent}\t${l}\n`).join('')}${indent}}\n`;
@@ -286,19 +307,28 @@ function hookChains(ctx: RenderContext, shard: number): string {
     'ip daddr . meta l4proto . th dport vmap @vip4', 'ip6 daddr . meta l4proto . th dport vmap @vip6',
     'ip daddr . meta l4proto vmap @vipa4', 'ip6 daddr . meta l4proto vmap @vipa6',
   ];
-  let out = block('chain output', ['type nat hook output priority -100; policy accept;', ...dispatch], '\t')
-    + block('chain prerouting', ['type nat hook prerouting priority -100; policy accept;', ...dispatch], '\t');
+  // Then frontends on every local address: loopback only for the namespace's own traffic
+  // (output); IPv6 loopback never (a DNATed flow from ::1 cannot leave, there is no route_localnet).
+  const local = (loopback: boolean): string[] => [
+    `meta nfproto ipv4 ${loopback ? '' : 'ip daddr != 127.0.0.0/8 '}fib daddr type local meta l4proto . th dport vmap @vipl4`,
+    'meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local meta l4proto . th dport vmap @vipl6',
+  ];
+  let out = block('chain output', ['type nat hook output priority -100; policy accept;', ...dispatch, ...(ctx.everyLocal ? local(true) : [])], '\t')
+    + block('chain prerouting', ['type nat hook prerouting priority -100; policy accept;', ...dispatch, ...(ctx.everyLocal ? local(false) : [])], '\t');
   if (shard === 0) {
     const count = (nf: string, ip: string, map: string): string =>
       `meta nfproto ${nf} meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ${ip} daddr . ct original proto-dst . ${ip} daddr . th dport map @${map}`;
     const countEvery = (nf: string, ip: string, map: string): string =>
       `meta nfproto ${nf} meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original ${ip} daddr . ${ip} daddr map @${map}`;
+    const countLocal = (nf: string, ip: string, map: string): string =>
+      `meta nfproto ${nf} meta l4proto { tcp, udp } ct status dnat counter name meta l4proto . ct original proto-dst . ${ip} daddr . th dport map @${map}`;
     out += block('chain postrouting', [
       'type nat hook postrouting priority 100; policy accept;',
       count('ipv4', 'ip', 'cnt4'),
       count('ipv6', 'ip6', 'cnt6'),
       countEvery('ipv4', 'ip', 'cnta4'),
       countEvery('ipv6', 'ip6', 'cnta6'),
+      ...(ctx.everyLocal ? [countLocal('ipv4', 'ip', 'cntl4'), countLocal('ipv6', 'ip6', 'cntl6')] : []),
       `meta mark & ${hex(ctx.mark)} == 0 return`,
       `meta mark set meta mark ^ ${hex(ctx.mark)}`,
       // Not `fully-random`: keeping the client's source port where it is free keeps one client

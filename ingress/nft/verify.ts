@@ -7,12 +7,12 @@
  *
  * Checked: each shard table exists; its hook chains exist and hold rules; every service chain,
  * backend chain, slot map, affinity set and counter exists, each chain with the number of rules
- * it was given; the dispatch maps (`vip4`/`vip6`, every-port `vipa4`/`vipa6`) hold at least the applied services' elements (flushed
+ * it was given; the dispatch maps (`vip4`/`vip6`, every-port `vipa4`/`vipa6`, every-local `vipl4`/`vipl6`) hold at least the applied services' elements (flushed
  * leftovers may add more). Rule contents are not compared: names are content hashes, so a
  * changed object has another name, and rule counts catch a flushed or edited chain.
  */
 import type { NftJson } from '../../src/kernel/nft.js';
-import { shardTable, type RenderContext, type ServiceObjects } from './render.js';
+import { DISPATCH_MAPS, shardTable, type RenderContext, type ServiceObjects } from './render.js';
 
 interface Listed {
   chains: Map<string, number>;
@@ -59,7 +59,7 @@ export function nftDrift(services: Iterable<ServiceObjects>, ctx: RenderContext,
     for (const hook of k === 0 ? ['output', 'prerouting', 'postrouting'] : ['output', 'prerouting']) {
       if (!(l.chains.get(hook) ?? 0)) problems.push(`${t}: hook chain ${hook} is missing or empty`);
     }
-    const vips: Record<string, number> = { vip4: 0, vip6: 0, vipa4: 0, vipa6: 0 };
+    const vips: Record<string, number> = Object.fromEntries(DISPATCH_MAPS.map((m) => [m, 0]));
     for (const s of byShard.get(k) ?? []) {
       for (const c of [s.chain, ...s.backendChains]) {
         const have = l.chains.get(c.name);
@@ -70,7 +70,7 @@ export function nftDrift(services: Iterable<ServiceObjects>, ctx: RenderContext,
       for (const set of s.sets) if (!l.sets.has(set.name)) problems.push(`${t}: set ${set.name} (${s.key}) is missing`);
       vips[s.vip.map] = (vips[s.vip.map] ?? 0) + 1;
     }
-    for (const m of ['vip4', 'vip6', 'vipa4', 'vipa6'] as const) {
+    for (const m of DISPATCH_MAPS) {
       const have = l.maps.get(m);
       if (have === undefined) problems.push(`${t}: map ${m} is missing`);
       else if (have < (vips[m] ?? 0)) problems.push(`${t}: map ${m} has ${have} elements, fewer than the ${vips[m] ?? 0} services`);

@@ -16,7 +16,7 @@ import { NodeDns, type NodeDnsOptions } from './dns.js';
 import { drainConnections } from './drain.js';
 import { HealthMonitor } from './health.js';
 import { INGRESS_SANDBOX_ID, INGRESS_SANDBOX_SYSCTLS, NodeIngress, type NodeIngressOptions } from './ingress.js';
-import { NodeLb, type NodeLbOptions } from './lb.js';
+import { lbStatsRows, NodeLb, type NodeLbOptions } from './lb.js';
 import { AgentCounters, Backoff } from './counters.js';
 import { LocalIndex, type IndexChange } from './local-index.js';
 import { NodeNetworks, peerView } from './networks.js';
@@ -117,6 +117,7 @@ export class Agent {
       ...(opts.boundPorts ? { boundPorts: () => this.foreignBoundPorts(opts.boundPorts as () => string[]) } : {}),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },
       onLogs: (tasks, o, sink) => streamLogFiles(tasks.map((t) => ({ taskId: t.id, path: this.runtime.logPath(t.id) })), o, this.logTimes, sink),
+      lbStats: () => lbStatsRows(this.lb, this.ingress),
     });
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
       name: 'agent-tasks', minIntervalMs: 20, maxIntervalMs: 5000, burst: 2, retryAfterMs: 500,

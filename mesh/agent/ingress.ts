@@ -2,7 +2,8 @@
  * The routing mesh on one node: published ports (ingress/published.ts says what goes where).
  *
  * - The node's own namespace holds the `host` hop: an nftables dataplane whose frontends are
- *   `<node address>:P`; `cluster` ports go to the ingress sandbox, `local` and host-mode ports
+ *   `<every local address>:P` (127.0.0.1 from the node too: route_localnet and its guard,
+ *   ingress/localnet.ts); `cluster` ports go to the ingress sandbox, `local` and host-mode ports
  *   straight to this node's replicas.
  * - The ingress sandbox (`<nsPrefix>ingress-sbox`, an endpoint on the cluster's ingress overlay,
  *   default route via the node) holds the `sandbox` hop in the node's VIP dataplane (IPVS or
@@ -12,11 +13,14 @@
  * established connections survive an agent restart (the restarted agent re-syncs the same
  * state); removing or unpublishing a service removes its frontends on the next sync.
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { Proxier } from '../../ingress/proxier.js';
 import { canonical } from '../../ingress/desired.js';
+import type { LocalnetGuard } from '../../ingress/localnet.js';
+import { registerStatsCacheMetrics } from '../../ingress/metrics.js';
 import { publishedServices, type PublishedInput, type PublishedState } from '../../ingress/published.js';
-import { vsKey, type LbBackendStats, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
+import { BackendTotals, StatsCache, type StatsCacheOptions, type StatsReading } from '../../ingress/stats-cache.js';
+import { vsKey, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
 import { messageOf } from '../../src/errors.js';
 import { netnsSysctl } from '../../src/kernel/index.js';
 import type { Network, Service, Task } from '../../src/model/types.js';
@@ -47,6 +51,10 @@ export interface NodeIngressOptions {
   /** Tasks share the agent's namespace (no isolation): the host hop reaches replicas at their node's address. */
   shared?: boolean;
   metricsRegistry?: Registry;
+  /** How the per-backend counters are read in the background (ingress/stats-cache.ts). */
+  stats?: StatsCacheOptions;
+  /** route_localnet and its guard, put in place before the host hop is programmed (published ports on 127.0.0.1). */
+  localnet?: LocalnetGuard;
   counters?: AgentCounters;
   /** Desired state of `service` (its name) was dropped as invalid, with the reason (once per reason). */
   onInvalid?: (service: string, reason: string) => void;
@@ -73,9 +81,18 @@ export class NodeIngress {
   private readonly reported = new Set<string>();
   readonly counters: AgentCounters;
   syncFailures = 0;
+  private localnetReady = false;
+  /** Per-backend counters of both hops (only the cache's reads write it). */
+  readonly totals = new BackendTotals();
+  /** Reads {@link totals} from the kernel in the background; scrapes only copy them. */
+  readonly statsCache: StatsCache<BackendTotals>;
 
   constructor(private readonly index: LocalIndex, private readonly selfId: () => string | undefined, private readonly opts: NodeIngressOptions) {
     this.counters = opts.counters ?? new AgentCounters();
+    this.statsCache = new StatsCache(() => this.readStats(), this.totals, {
+      ...opts.stats,
+      onError: (e) => opts.log?.(`reading published-port counters failed (will retry): ${messageOf(e)}`),
+    });
     this.host = new Proxier(opts.host);
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
       name: 'agent-ingress', minIntervalMs: 10, maxIntervalMs: 30_000, burst: 4, retryAfterMs: 500,
@@ -84,7 +101,10 @@ export class NodeIngress {
     if (opts.metricsRegistry) this.registerMetrics(opts.metricsRegistry);
   }
 
-  start(): void { this.runner.start(); }
+  start(): void {
+    this.runner.start();
+    this.statsCache.start();
+  }
 
   /**
    * Cluster state changed. With the changes, only those that can move a published port wake the
@@ -172,6 +192,7 @@ export class NodeIngress {
   }
 
   async stop(): Promise<void> {
+    await this.statsCache.stop();
     await this.runner.stop();
     await this.host.close().catch(() => undefined);
     await this.sandbox?.proxier.close().catch(() => undefined);
@@ -255,6 +276,10 @@ export class NodeIngress {
 
   private async syncLocked(): Promise<void> {
     if (!this.selfNode()) return;
+    if (this.opts.localnet && !this.localnetReady) {
+      await this.opts.localnet.ensure();
+      this.localnetReady = true;
+    }
     const c = this.recompute();
     const sandbox = this.sandbox;
     const results = await Promise.allSettled([
@@ -275,17 +300,23 @@ export class NodeIngress {
   async resync(): Promise<number> {
     this.allDirty = true; // recompute every published port, not only what changes named
     await this.sync();
+    const localnet = this.opts.localnet && this.localnetReady ? await this.opts.localnet.ensure() : 0;
+    this.counters.repaired('ingress-localnet', localnet);
     const host = await this.host.resync();
     this.counters.repaired('ingress-host', host);
     const sbox = this.sandbox ? await this.sandbox.proxier.resync() : 0;
     this.counters.repaired('ingress-sandbox', sbox);
-    return host + sbox;
+    return localnet + host + sbox;
   }
 
-  private async stats(): Promise<Array<LbBackendStats & { hop: string }>> {
-    const host = (await this.host.lb.stats().catch(() => [])).map((s) => ({ ...s, hop: 'node' }));
-    const sbox = this.sandbox ? (await this.sandbox.proxier.lb.stats().catch(() => [])).map((s) => ({ ...s, hop: 'ingress-sandbox' })) : [];
-    return [...host, ...sbox];
+  /** One background read of both hops' counters (a hop that cannot be read keeps what it had). */
+  private async readStats(): Promise<BackendTotals> {
+    const read = async (source: string, lb: LoadBalancer): Promise<StatsReading> =>
+      ({ source, group: source, stats: await lb.stats().catch(() => undefined) });
+    const readings = [await read('node', this.host.lb)];
+    if (this.sandbox) readings.push(await read('ingress-sandbox', this.sandbox.proxier.lb));
+    this.totals.update(readings);
+    return this.totals;
   }
 
   private registerMetrics(reg: Registry): void {
@@ -297,18 +328,17 @@ export class NodeIngress {
         for (const p of state().ports) this.set({ service: p.service, port: String(p.port), protocol: p.protocol, mode: p.mode }, p.serving);
       },
     });
-    const stats = (): Promise<Array<LbBackendStats & { hop: string }>> => this.stats();
-    new Gauge({
-      name: 'shoal_ingress_connections', help: 'Connections (flows) balanced to each backend of a published port since it was programmed, per hop.', labelNames: ['service', 'hop', 'backend'], registers: [reg],
-      async collect() {
+    const cache = this.statsCache;
+    new Counter({
+      name: 'shoal_ingress_connections_total', help: 'Connections (flows) balanced to each backend of a published port on this node, per hop (node: the host table; ingress-sandbox: the ingress sandbox).',
+      labelNames: ['service', 'hop', 'backend'], registers: [reg],
+      collect() {
         this.reset();
-        for (const s of await stats()) {
-          if (s.connectionsTotal === undefined) continue;
-          this.inc({ service: s.service, hop: s.hop, backend: `${s.address}:${s.port}` }, s.connectionsTotal);
-        }
+        for (const r of cache.value.rows()) if (r.hasTotal) this.inc({ service: r.service, hop: r.group, backend: r.backend }, r.connectionsTotal);
       },
     });
+    registerStatsCacheMetrics(reg, 'ingress', cache);
     const failures = (): number => this.syncFailures;
-    new Gauge({ name: 'shoal_ingress_sync_failures', help: 'Failed ingress syncs on this node since the agent started (each is retried).', registers: [reg], collect() { this.set(failures()); } });
+    new Counter({ name: 'shoal_ingress_sync_failures_total', help: 'Failed ingress syncs on this node since the agent started (each is retried).', registers: [reg], collect() { this.reset(); this.inc(failures()); } });
   }
 }

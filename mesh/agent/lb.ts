@@ -30,7 +30,8 @@ import { canonical, vipServicesFor } from '../../ingress/desired.js';
 import { createLbMetrics, noopLbMetrics, type LbMetrics } from '../../ingress/metrics.js';
 import { checkVirtualService } from '../../ingress/nft/render.js';
 import { Proxier } from '../../ingress/proxier.js';
-import { vsKey, type LbBackendStats, type LbKind, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
+import { BackendTotals, mapLimit, StatsCache, type StatsCacheOptions } from '../../ingress/stats-cache.js';
+import { vsKey, type LbKind, type LoadBalancer, type VirtualService } from '../../ingress/types.js';
 import { messageOf } from '../../src/errors.js';
 import { isDraining, nodeServes, servesTraffic } from '../../src/model/serving.js';
 import type { Node, Service, Task } from '../../src/model/types.js';
@@ -43,11 +44,18 @@ export interface NodeLbOptions {
   /** A dataplane acting inside the sandbox netns `netns`. */
   make(netns: string): LoadBalancer;
   metricsRegistry?: Registry;
+  /** How the per-backend counters are read in the background (ingress/stats-cache.ts). */
+  stats?: StatsCacheOptions;
   counters?: AgentCounters;
   /** Desired state of `service` (its name) was dropped as invalid, with the reason (once per reason). */
   onInvalid?: (service: string, reason: string) => void;
   log?: (msg: string) => void;
 }
+
+/** Sandboxes whose counters are read at once by a background read. */
+const STATS_CONCURRENCY = 4;
+/** Sandboxes re-read at once by a full resync. */
+const RESYNC_CONCURRENCY = 4;
 
 interface SandboxLb { netns: string; networks: string[]; proxier: Proxier; broken: boolean }
 
@@ -94,14 +102,23 @@ export class NodeLb {
   syncFailures = 0;
   /** Dataplane transactions handed out (apply or syncAll), for tests and benchmarks. */
   applies = 0;
+  /** Per-backend counters of every sandbox's dataplane, summed (only the cache's reads write it). */
+  readonly totals = new BackendTotals();
+  /** Reads {@link totals} from the kernel in the background; scrapes only copy them. */
+  readonly statsCache: StatsCache<BackendTotals>;
 
   constructor(private readonly index: LocalIndex, private readonly opts: NodeLbOptions) {
     this.counters = opts.counters ?? new AgentCounters();
+    this.statsCache = new StatsCache(() => this.readStats(), this.totals, {
+      ...opts.stats,
+      onError: (e) => opts.log?.(`reading load-balancer counters failed (will retry): ${messageOf(e)}`),
+    });
     this.metrics = opts.metricsRegistry
       ? createLbMetrics(opts.metricsRegistry, opts.kind, {
         pending: () => this.pendingChanges,
         backends: () => this.summary(),
-        stats: () => this.stats(),
+        rows: () => this.statsCache.value.rows(),
+        cache: this.statsCache,
       })
       : noopLbMetrics;
     this.runner = new BoundedFrequencyRunner(() => this.sync(), {
@@ -113,7 +130,10 @@ export class NodeLb {
 
   get kind(): LbKind { return this.opts.kind; }
 
-  start(): void { this.runner.start(); }
+  start(): void {
+    this.runner.start();
+    this.statsCache.start();
+  }
 
   /** Resolves once no sync is running or pending. */
   idle(): Promise<void> { return this.runner.idle(); }
@@ -197,6 +217,7 @@ export class NodeLb {
   }
 
   async stop(): Promise<void> {
+    await this.statsCache.stop();
     await this.runner.stop();
     await this.chain;
     for (const sb of this.sandboxes.values()) await sb.proxier.close().catch(() => undefined);
@@ -214,7 +235,9 @@ export class NodeLb {
     return this.serial(async () => {
       let repaired = 0;
       const failures: unknown[] = [];
-      await Promise.all([...this.sandboxes.values()].map(async (sb) => {
+      // A few sandboxes at a time: each re-read is a kernel dump (an nft process, a JSON parse);
+      // a hundred at once would swamp the node and stall the agent's event loop (and /metrics).
+      await mapLimit([...this.sandboxes.values()], RESYNC_CONCURRENCY, async (sb) => {
         try {
           const n = await sb.proxier.resync();
           repaired += n;
@@ -222,7 +245,7 @@ export class NodeLb {
           sb.broken = true;
           failures.push(e);
         }
-      }));
+      });
       this.counters.repaired(`lb-${this.opts.kind}`, repaired);
       if (failures.length) throw failures[0];
       return repaired;
@@ -350,8 +373,28 @@ export class NodeLb {
     return out;
   }
 
-  private async stats(): Promise<LbBackendStats[]> {
-    const all = await Promise.all([...this.sandboxes.values()].map((sb) => sb.proxier.lb.stats().catch(() => [])));
-    return all.flat();
+  /**
+   * One background read of every sandbox's counters, a few sandboxes at a time (each is a
+   * kernel dump in its netns); a sandbox that cannot be read this time is left out (its
+   * counters keep what they had).
+   */
+  private async readStats(): Promise<BackendTotals> {
+    const list = [...this.sandboxes.values()];
+    const readings = await mapLimit(list, STATS_CONCURRENCY, async (sb) => ({ source: sb.netns, stats: await sb.proxier.lb.stats().catch(() => undefined) }));
+    this.totals.update(readings);
+    return this.totals;
   }
+}
+
+/**
+ * The node's connection summary for the manager's /ui page (mesh/manager/live-stats.ts rows):
+ * VIP flows of every task sandbox, and published-port flows of both ingress hops,
+ * as last read in the background (reading it keeps those reads going while someone watches).
+ */
+export function lbStatsRows(lb: NodeLb | undefined, ingress: { statsCache: StatsCache<BackendTotals> } | undefined): Array<[string, string, number | null, number, 'vip' | 'ingress']> {
+  const out: Array<[string, string, number | null, number, 'vip' | 'ingress']> = [];
+  for (const r of lb?.statsCache.value.rows() ?? []) out.push([r.service, r.backend, r.connections ?? null, r.connectionsTotal, 'vip']);
+  // Both hops: the node's own (local and host-mode ports go straight to replicas) and the ingress sandbox's.
+  for (const r of ingress?.statsCache.value.rows() ?? []) out.push([r.service, r.backend, r.connections ?? null, r.connectionsTotal, 'ingress']);
+  return out.slice(0, 5000);
 }

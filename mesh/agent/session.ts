@@ -34,6 +34,11 @@ export interface SessionOptions {
   onLogs?: (tasks: Array<{ id: string; name: string }>, opts: LogReadOptions, sink: LogLineSink) => () => void;
   /** The ports processes on the node listen on (`8080/tcp`): sent at join and when they change. */
   boundPorts?: () => string[];
+  /**
+   * The node's per-backend connection summary (mesh/manager/live-stats.ts rows): sent when it
+   * changed, only while the manager asks for it (someone watches its /ui page).
+   */
+  lbStats?: () => unknown[];
   /** Max reconnect back-off. Default 2 s: an agent must be back quickly after a manager restart. */
   maxBackoffMs?: number;
   /**
@@ -84,6 +89,9 @@ export class AgentSession {
   private missed = 0;
   /** Bound ports as last sent to the manager (JSON). */
   private sentPorts = '';
+  /** The manager wants connection summaries; the last one sent (JSON). */
+  private statsWanted = false;
+  private sentStats = '';
   /** Log streams this session serves, by stream id (cancelled when the session ends). */
   private readonly logStreams = new Map<string, () => void>();
   private readonly managers: ManagerUrl[];
@@ -171,6 +179,16 @@ export class AgentSession {
       this.sentPorts = JSON.stringify(ports);
       ws.send(JSON.stringify({ type: 'bound-ports', ports }));
     }
+    this.sendStats(ws);
+  }
+
+  private sendStats(ws: WebSocket): void {
+    if (!this.statsWanted || !this.opts.lbStats) return;
+    const backends = this.opts.lbStats();
+    const text = JSON.stringify(backends);
+    if (text === this.sentStats) return;
+    this.sentStats = text;
+    ws.send(`{"type":"lb-stats","backends":${text}}`);
   }
 
   private connect(): void {
@@ -206,6 +224,7 @@ export class AgentSession {
     });
     ws.on('message', (data) => { alive(); this.onMessage(ws, data.toString()); });
     ws.on('close', (code, reason) => {
+      this.statsWanted = false;
       if (this.connected) this.stats.reconnects++;
       this.connected = false;
       for (const cancel of this.logStreams.values()) cancel();
@@ -285,6 +304,12 @@ export class AgentSession {
     if (msg.type === 'logs-cancel' && typeof msg['stream'] === 'string') {
       this.logStreams.get(msg['stream'])?.();
       this.logStreams.delete(msg['stream']);
+      return;
+    }
+    if (msg.type === 'lb-stats-want') {
+      this.statsWanted = msg['on'] === true;
+      this.sentStats = '';
+      this.sendStats(ws);
       return;
     }
     if (msg.type === 'error') this.log(`manager: ${String(msg['message'])}`);

@@ -3,7 +3,8 @@
  *
  * Agent -> manager: `{type:"join", name, address, revision?, boundPorts?}` first, then `{type:"heartbeat"}`
  * every few seconds, `{type:"task-status", taskId, status}` when a task changes state and
- * `{type:"bound-ports", ports}` when the ports the node's processes listen on change.
+ * `{type:"bound-ports", ports}` when the ports the node's processes listen on change,
+ * `{type:"lb-stats", backends}` while asked to (`lb-stats-want`, mesh/manager/live-stats.ts).
  * Manager -> agent: `{type:"welcome", node, leaseTtlSeconds}`, then the watch stream
  * (watch.ts frames), resuming from `revision` when the agent had one.
  * A heartbeat on an expired lease closes the session with 4010: the agent re-joins.
@@ -20,6 +21,7 @@ import { conflict, invalid, isKind, messageOf } from '../../src/errors.js';
 import type { Task, TaskStatus } from '../../src/model/types.js';
 import type { Store } from '../../src/store/types.js';
 import type { Manager } from '../manager/index.js';
+import { parseLbStatsRows } from '../manager/live-stats.js';
 import { joinNode, reportBoundPorts } from '../manager/nodes.js';
 import type { LogRelay } from './log-relay.js';
 import { getObject, putObject, unchanged } from '../manager/objects.js';
@@ -196,6 +198,10 @@ export function handleAgentSession(
         if (typeof msg['stream'] === 'string') relay.ended(msg['stream'], nodeId as string);
         return true;
       }
+      if (msg['type'] === 'lb-stats') {
+        m.live.report(nodeId as string, parseLbStatsRows(msg['backends']));
+        return true;
+      }
     } catch (e) {
       fail(e);
       return true;
@@ -213,6 +219,8 @@ export function handleAgentSession(
       leaseId = res.leaseId;
       relay.register(id, ws);
       ws.on('close', () => relay.unregister(id, ws));
+      const unlive = m.live.register(id, (o) => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(o)); });
+      ws.on('close', unlive);
       ws.send(JSON.stringify({ type: 'welcome', node: res.node, leaseTtlSeconds: res.leaseTtlSeconds }));
       // From here on heartbeats and statuses bypass the queue (the agent sends them only after
       // the welcome, so none is older than this point).

@@ -15,6 +15,7 @@
  *   GET    /v1/services/:ref/logs?follow=1&tail=N&since=MS&timestamps=1   (text stream, logs.ts)
  *   GET    /v1/managers                  (several managers on etcd: reachability, leader)
  *   WS     /v1/watch?revision=N          WS /v1/agent (join token)     WS /v1/events?since=MS (events.ts)
+ *   GET    /ui, /ui/events, ...          the live web view (mesh/ui/server.ts)
  */
 import { invalid } from '../../src/errors.js';
 import type { Node, Task } from '../../src/model/types.js';

@@ -2,7 +2,8 @@
  * The manager's API server: HTTP routes (routes.ts), the watch WebSocket and the agent
  * WebSocket, on any number of listeners (a TCP address and/or a unix socket).
  * Operators authenticate with the manager token; agents with the join token (agent session and
- * watch only).
+ * watch only). `/ui` is the live web view (mesh/ui/server.ts: the same token, or a cookie it
+ * gives for the view's read-only routes).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,6 +17,7 @@ import { logsQuery, streamLogs } from './logs.js';
 import { bearerMatches, readJson, sendError, sendJson, unauthorized, type Route } from './http.js';
 import { RevisionClock } from './revision-clock.js';
 import { routes } from './routes.js';
+import { handleUi, isUiPath } from '../ui/server.js';
 import { streamWatch } from './watch.js';
 
 /**
@@ -58,8 +60,9 @@ export function createApiServer(m: Manager, opts: ApiServerOptions = {}): Server
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
-      if (!bearerMatches(req.headers.authorization, [m.cluster.managerToken])) throw unauthorized();
       const url = new URL(req.url ?? '/', 'http://manager');
+      if (isUiPath(url.pathname)) return await handleUi(req, res, m, url);
+      if (!bearerMatches(req.headers.authorization, [m.cluster.managerToken])) throw unauthorized();
       const method = req.method ?? 'GET';
       if (['/v1/watch', '/v1/events', '/v1/agent'].includes(url.pathname)) {
         throw new ShoalError('InvalidParameter', 'WEBSOCKET_ONLY', `${url.pathname} is a WebSocket stream: connect with an Upgrade: websocket request (shoal events reads /v1/events)`);

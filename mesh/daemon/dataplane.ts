@@ -8,7 +8,8 @@
 import { IpvsLoadBalancer } from '../../ingress/ipvs/index.js';
 import { NftLoadBalancer } from '../../ingress/nft/index.js';
 import { ExecConntrack } from '../../src/kernel/conntrack.js';
-import { ExecNft, hasIpvs, ipvsIn, netnsSysctl } from '../../src/kernel/index.js';
+import { LocalnetGuard } from '../../ingress/localnet.js';
+import { ExecNft, hasIpvs, ipvsIn, netnsSysctl, type Sysctl, ProcSysctl } from '../../src/kernel/index.js';
 import type { NodeLbOptions } from '../agent/lb.js';
 
 export const DATAPLANE_CHOICES = ['auto', 'ipvs', 'nftables', 'none'] as const;
@@ -33,10 +34,30 @@ export async function chooseDataplane(choice: DataplaneChoice, log: (m: string) 
 
 /**
  * The host hop of published ports (the node's own namespace): always nftables, table
- * `<prefix>_publish`. A node publishes few ports, so what a removed port leaves behind is
- * deleted with every change (collectAt 0) rather than in bulk later: an unpublished port
- * leaves nothing in the node's ruleset.
+ * `<prefix>_publish`, frontends on every local address of the node (`fib daddr type local`;
+ * 127.0.0.1 from the node itself too). A node publishes few ports, so what a removed port
+ * leaves behind is deleted with every change (collectAt 0) rather than in bulk later: an
+ * unpublished port leaves nothing in the node's ruleset.
  */
 export function hostPublishDataplane(prefix: string): NftLoadBalancer {
-  return new NftLoadBalancer({ nft: new ExecNft(), table: `${prefix}_publish`, conntrack: new ExecConntrack(), collectAt: () => 0 });
+  return new NftLoadBalancer({ nft: new ExecNft(), table: `${prefix}_publish`, conntrack: new ExecConntrack(), collectAt: () => 0, everyLocal: true });
+}
+
+/**
+ * route_localnet and its guard table `<prefix>_localnet` in the node's namespace (published
+ * ports on 127.0.0.1); `sysctl` is the node's (the agent's records what it changes for `shoal down`).
+ */
+export function hostLocalnetGuard(prefix: string, sysctl: Sysctl = new ProcSysctl()): LocalnetGuard {
+  return new LocalnetGuard(new ExecNft(), sysctl, `${prefix}_localnet`);
+}
+
+/**
+ * A warning when the node's address is a loopback address (given, or the default when
+ * `--address` was left out): other nodes cannot reach it (overlay tunnels, their published
+ * ports through this node, the ingress mesh), which used to fail silently with timeouts.
+ */
+export function loopbackWarning(address: string, defaulted: boolean): string | undefined {
+  if (!/^127\./.test(address) && address !== '::1') return undefined;
+  return `warning: the node address is ${address}${defaulted ? ' (no --address given)' : ''}, a loopback address: other nodes cannot reach this one `
+    + '(overlay networks, the routing mesh); published ports answer only on this host. Pass --address with an address other nodes reach.';
 }

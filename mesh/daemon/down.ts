@@ -108,6 +108,7 @@ async function undoFootprint(fp: Footprint, r: DownReport): Promise<void> {
     if (tables.length) await execTool('nft.apply', 'nft', ['-f', '-'], { input: tables.map((t) => `delete table ${t}\n`).join('') });
     r.nftTables.push(...tables);
   });
+  if (fp.claimFile) rmSync(fp.claimFile, { force: true });
   await step('sysctls', async () => {
     const sysctl = new ProcSysctl();
     for (const [k, v] of Object.entries(fp.sysctls)) {

@@ -21,6 +21,8 @@ export interface Footprint {
   netnsPrefix: string;
   /** Where per-namespace files (`<dir>/<netns>/resolv.conf`) are written. */
   etcNetnsDir: string;
+  /** The instance's name claim under /run/shoal/claims (mesh/daemon/instance.ts), removed with the rest. */
+  claimFile?: string;
   /** Node-namespace sysctls Shoal changed -> the value they had before. */
   sysctls: Record<string, string>;
 }

@@ -22,7 +22,8 @@ import { Agent } from '../agent/index.js';
 import { UserspaceLoadBalancer } from '../../ingress/userspace/index.js';
 import { boundPorts } from '../agent/bound-ports.js';
 import { recordFootprint, RecordingSysctl } from './footprint.js';
-import { chooseDataplane, hostPublishDataplane, type DataplaneChoice } from './dataplane.js';
+import { chooseDataplane, hostLocalnetGuard, hostPublishDataplane, loopbackWarning, type DataplaneChoice } from './dataplane.js';
+import { instanceNames } from './instance.js';
 import { tcpManagerUrl } from '../api/manager-url.js';
 import { closeApiServer, createApiServer } from '../api/server.js';
 import { openClusterStore } from './store.js';
@@ -148,9 +149,9 @@ export interface AgentProcessOptions {
    * `none`: tasks share the agent's namespace. Default: netns when running as root.
    */
   isolation?: 'netns' | 'none';
-  /** Prefix of the links and nft table the drivers own (1-4 chars). Default `sh`. */
+  /** Prefix of the links and nft tables the agent owns (1-4 chars). Default `s` + 3 characters of the instance tag (mesh/daemon/instance.ts). */
   linkPrefix?: string;
-  /** Prefix of the task namespaces' names. Default `shoal-<name>-`. */
+  /** Prefix of the task namespaces' names. Default `shoal-<instance tag>-`. */
   netnsPrefix?: string;
   /** VXLAN UDP port of overlay networks (the same on every node). Default 4789. */
   vxlanPort?: number;
@@ -180,12 +181,18 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
   const name = o.name ?? hostname().split('.')[0] ?? 'node';
   const address = o.address ?? '127.0.0.1';
   const isolation = o.isolation ?? (process.getuid?.() === 0 ? 'netns' : 'none');
-  const linkPrefix = o.linkPrefix ?? 'sh';
-  const netnsPrefix = o.netnsPrefix ?? `shoal-${name}-`;
+  const warn = loopbackWarning(address, o.address === undefined);
+  if (warn) o.log(warn);
+  // Names no other instance on this host uses (never adopt or delete another's objects).
+  const names = isolation === 'netns' ? instanceNames({ dataDir: o.dataDir, name, ...(o.linkPrefix ? { linkPrefix: o.linkPrefix } : {}), ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}) }) : undefined;
+  if (names) o.log(`names: links and tables ${names.linkPrefix}*, namespaces ${names.netnsPrefix}* (instance ${names.tag}, ${o.dataDir}/instance.json)`);
   // Written before anything is made, so `shoal down` can take back whatever this start makes.
-  const footprint = recordFootprint(o.dataDir, { isolation, linkPrefix, netnsPrefix, etcNetnsDir: '/etc/netns' });
-  const host = isolation === 'netns'
-    ? hostDriverContext({ prefix: linkPrefix, underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
+  const footprint = recordFootprint(o.dataDir, {
+    isolation, linkPrefix: names?.linkPrefix ?? '', netnsPrefix: names?.netnsPrefix ?? '', etcNetnsDir: '/etc/netns',
+    ...(names?.claimFile ? { claimFile: names.claimFile } : {}),
+  });
+  const host = names
+    ? hostDriverContext({ prefix: names.linkPrefix, underlay: { address }, ...(o.vxlanPort ? { vxlanPort: o.vxlanPort } : {}) })
     : undefined;
   const ctx = host ? { ...host, sysctl: new RecordingSysctl(host.sysctl, o.dataDir, footprint) } : undefined;
   const lb = ctx ? await chooseDataplane(o.lbDataplane ?? 'auto', o.log) : undefined;
@@ -193,13 +200,13 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
   else if (!ctx) o.log('load balancing: VIPs off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes); published ports: userspace proxy at the node address');
   const agent = new Agent({
     managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
-    ...(ctx ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: netnsPrefix } } : {}),
+    ...(ctx && names ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: names.netnsPrefix } } : {}),
     dns: {
       ...(o.dnsUpstreams?.length ? { upstreams: o.dnsUpstreams.map(parseUpstream) } : {}),
       ...(o.metricsRegistry ? { metrics: createDnsMetrics(o.metricsRegistry) } : {}),
     },
     ...(lb ? { lb: { ...lb, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
-    ...(lb && ctx ? { ingress: { host: hostPublishDataplane(ctx.prefix), make: lb.make, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
+    ...(lb && ctx ? { ingress: { host: hostPublishDataplane(ctx.prefix), localnet: hostLocalnetGuard(ctx.prefix, ctx.sysctl), make: lb.make, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     // No sandboxes (no root, or --isolation none): published ports through the userspace proxy.
     ...(!ctx ? { ingress: { host: new UserspaceLoadBalancer({ log: (m, e) => o.log(e ? `${m}: ${String(e)}` : m) }), shared: true, ...(o.metricsRegistry ? { metricsRegistry: o.metricsRegistry } : {}) } } : {}),
     boundPorts: () => boundPorts(address),

@@ -11,6 +11,8 @@ import { ensureIngressNetwork, ingressNetwork } from './ingress.js';
 import { LeaderElection, listManagers, type ManagerStatus } from './leader.js';
 import { watchLiveness } from './nodes.js';
 import { Scheduler } from './scheduler.js';
+import { LiveStats } from './live-stats.js';
+import { ClusterView } from './view.js';
 
 export interface ManagerOptions {
   /** TTL of an agent's lease: a node is down this long after its last heartbeat. Default 10 s. */
@@ -35,6 +37,10 @@ export class Manager {
   /** The election, in HA mode. */
   readonly election: LeaderElection | undefined;
   private singletons = false;
+  /** The cluster objects in memory, fed by one watch; started by its first reader (metrics, /ui). */
+  readonly view: ClusterView;
+  /** Per-backend connection summaries of the agents connected here, while someone watches /ui. */
+  readonly live = new LiveStats();
 
   constructor(readonly store: Store, private readonly opts: ManagerOptions = {}) {
     this.nodeLeaseTtlSeconds = opts.nodeLeaseTtlSeconds ?? 10;
@@ -52,6 +58,7 @@ export class Manager {
         onDemoted: () => this.stopSingletons(),
       });
     }
+    this.view = new ClusterView(store, this.log);
   }
 
   /** Whether this manager runs the singleton work now (always, without HA). */
@@ -108,5 +115,6 @@ export class Manager {
   async stop(): Promise<void> {
     if (this.election) await this.election.stop();
     else await this.stopSingletons();
+    this.view.stop();
   }
 }

@@ -6,11 +6,44 @@
  * `b` bridge, `x` vxlan, `v` host side of an endpoint veth, `p` endpoint veth peer still in
  * the node namespace (a join in progress or interrupted), `m` macvlan not yet moved.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { invalid } from '../errors.js';
 
 const PREFIX = /^[a-z][a-z0-9]{0,3}$/;
 const TAG_LEN = 10;
+
+/**
+ * An instance tag: 8 characters of `[a-z0-9]` (the first a letter), random, made once per data
+ * dir and kept there (mesh/daemon/instance.ts). Default names carry it, so two Shoal instances
+ * on one host never share a name: links `s<tag 1-3>...`, namespaces `shoal-<tag>-...`.
+ */
+export function newInstanceTag(): string {
+  const alnum = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const bytes = randomBytes(8);
+  let out = alnum.charAt((bytes[0] as number) % 26);
+  for (let i = 1; i < 8; i++) out += alnum.charAt((bytes[i] as number) % 36);
+  return out;
+}
+
+const TAG = /^[a-z][a-z0-9]{7}$/;
+
+/** Whether `tag` is an instance tag as {@link newInstanceTag} makes them. */
+export const isInstanceTag = (tag: string): boolean => TAG.test(tag);
+
+/**
+ * The default link prefix of an instance: `s` and the tag's first 3 characters (4 characters:
+ * the most a link name leaves, see the module doc), e.g. `sk3f` -> bridge `sk3fb0123456789`.
+ */
+export function linkPrefixOf(tag: string): string {
+  if (!isInstanceTag(tag)) throw invalid(`'${tag}' is not an instance tag (8 of [a-z0-9], a letter first)`);
+  return `s${tag.slice(0, 3)}`;
+}
+
+/** The default prefix of an instance's namespace names: `shoal-<tag>-` (task `shoal-<tag>-<task id>`, `shoal-<tag>-ingress-sbox`). */
+export function netnsPrefixOf(tag: string): string {
+  if (!isInstanceTag(tag)) throw invalid(`'${tag}' is not an instance tag (8 of [a-z0-9], a letter first)`);
+  return `shoal-${tag}-`;
+}
 
 /** Throws InvalidParameter unless `prefix` is a usable owner prefix (1-4 chars, `[a-z][a-z0-9]*`). */
 export function checkPrefix(prefix: string): void {

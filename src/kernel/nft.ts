@@ -28,6 +28,11 @@ export interface Nft {
   apply(script: string): Promise<void>;
   /** One table as JSON; an absent table rejects with errno ENOENT (`isNotFound`). */
   list(table: string, family?: NftFamily): Promise<NftJson>;
+  /**
+   * Only the named counters of one table (`list counters table`): what a metrics read needs,
+   * a fraction of a full listing. Optional: without it, callers use {@link list}.
+   */
+  listCounters?(table: string, family?: NftFamily): Promise<NftJson>;
 }
 
 /** Options of {@link ExecNft}. */
@@ -60,6 +65,11 @@ export class ExecNft implements Nft {
 
   async list(table: string, family: NftFamily = 'inet'): Promise<NftJson> {
     const { stdout } = await execTool('nft.list', this.cmd, [...this.prefix, '-j', 'list', 'table', family, table], this.timeout);
+    return parseNftJson('nft.list', stdout);
+  }
+
+  async listCounters(table: string, family: NftFamily = 'inet'): Promise<NftJson> {
+    const { stdout } = await execTool('nft.list', this.cmd, [...this.prefix, '-j', 'list', 'counters', 'table', family, table]);
     return parseNftJson('nft.list', stdout);
   }
 }

@@ -35,6 +35,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../../mesh/cli/main.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+import { INSTANCE_FILE } from '../../mesh/daemon/instance.js';
+import { linkPrefixOf } from '../../src/drivers/names.js';
 import { ensureNetns, listNetns, NetnsWorker } from '../../src/kernel/netns.js';
 import type { Node } from '../../src/model/types.js';
 import { cleanupPrefix, makeTestPrefix, waitFor } from '../helpers/netns.js';
@@ -138,6 +140,8 @@ export interface HarnessNode extends HarnessHost {
   kill(): Promise<void>;
   /** Bring the underlay port of a killed node back up (then {@link startAgent}). */
   revive(): Promise<void>;
+  /** The prefix of the links and nft tables its agent owns (from the instance tag in its data dir). */
+  linkPrefix(): string;
 }
 
 /** A running harness. See the module doc for the topology and the clean-up guarantees. */
@@ -433,6 +437,11 @@ class NodeImpl extends Host implements HarnessNode {
 
   async stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     await this.current?.stop(signal, STOP_GRACE_MS);
+  }
+
+  linkPrefix(): string {
+    const { tag } = JSON.parse(readFileSync(join(this.dataDir, INSTANCE_FILE), 'utf8')) as { tag: string };
+    return linkPrefixOf(tag);
   }
 }
 

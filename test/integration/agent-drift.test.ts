@@ -147,7 +147,7 @@ describe('drift repair (periodic resync re-reads the kernel)', () => {
   it('ip link del of a task\'s veth: the endpoint is made again', async () => {
     const node = nodeOf(probe);
     const before = await repairs(node);
-    const veth = driverNames.vethHostName('sh', app.id, probe.id);
+    const veth = driverNames.vethHostName(node.linkPrefix(), app.id, probe.id);
     expect((await node.exec(['ip', 'link', 'del', veth])).code).toBe(0);
     await expect(fromTask(probe, 'http://web/', 1)).rejects.toThrow();
     await repaired(node, 'sandbox', before, allReplicas);
@@ -172,7 +172,7 @@ describe('drift repair (periodic resync re-reads the kernel)', () => {
 
   it('bridge fdb flush and ip neigh flush on the overlay: remote peers come back', async () => {
     const node = nodeOf(probe);
-    const vx = driverNames.vxlanName('sh', app.id);
+    const vx = driverNames.vxlanName(node.linkPrefix(), app.id);
     const fdb = async (): Promise<number> => (await node.exec(['bridge', 'fdb', 'show', 'dev', vx])).stdout.split('\n').filter((l) => l.includes(' dst ')).length;
     expect(await fdb()).toBeGreaterThan(0);
     const before = await repairs(node);

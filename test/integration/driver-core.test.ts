@@ -8,7 +8,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driverNames, macFromIPv4 } from '../../src/drivers/index.js';
 import type { Network, Node, Task } from '../../src/model/types.js';
-import { destroyAllHarnesses, startHarness, type Harness } from '../harness/cluster.js';
+import { destroyAllHarnesses, startHarness, type Harness, type HarnessNode } from '../harness/cluster.js';
 import { until } from '../helpers/cluster.js';
 import { leftovers } from '../helpers/netns.js';
 
@@ -50,18 +50,21 @@ async function running(service: string, n: number): Promise<Task[]> {
   }, `${n} running tasks of ${service}`, 30_000);
 }
 
+/** The link prefix of the agent of the harness node named `node`. */
+const prefixOf = (node: string): string => (h.nodes.find((n) => n.name === node) as HarnessNode).linkPrefix();
+
 async function network(name: string): Promise<Network> {
   return (await h.json<Network[]>('network', 'inspect', name))[0] as Network;
 }
 
 async function vxStats(node: string, net: Network): Promise<{ rx: number; tx: number }> {
-  const r = await run('ip', ['-n', node, '-s', '-j', 'link', 'show', driverNames.vxlanName('sh', net.id)]);
+  const r = await run('ip', ['-n', node, '-s', '-j', 'link', 'show', driverNames.vxlanName(prefixOf(node), net.id)]);
   const s = (JSON.parse(r.out) as Array<{ stats64: { rx: { packets: number }; tx: { packets: number } } }>)[0]?.stats64;
   return { rx: s?.rx.packets ?? 0, tx: s?.tx.packets ?? 0 };
 }
 
 async function fdbMacs(node: string, net: Network): Promise<string[]> {
-  const r = await run('bridge', ['-n', node, '-j', 'fdb', 'show', 'dev', driverNames.vxlanName('sh', net.id)]);
+  const r = await run('bridge', ['-n', node, '-j', 'fdb', 'show', 'dev', driverNames.vxlanName(prefixOf(node), net.id)]);
   return (JSON.parse(r.out || '[]') as Array<{ mac: string; dst?: string }>).filter((e) => e.dst).map((e) => e.mac);
 }
 
@@ -110,7 +113,7 @@ describe('overlay network across three nodes', () => {
     const leftNode = nodeName.get(left?.nodeId ?? '') as string;
     await until(async () => (await fdbMacs(leftNode, ov)).length === 0, 'FDB entries of stopped tasks removed', 15_000);
     for (const n of h.nodes.filter((x) => x.name !== leftNode)) {
-      await until(async () => (await run('ip', ['-n', n.name, 'link', 'show', driverNames.vxlanName('sh', ov.id)])).code !== 0, `network removed from ${n.name}`, 15_000);
+      await until(async () => (await run('ip', ['-n', n.name, 'link', 'show', driverNames.vxlanName(prefixOf(n.name), ov.id)])).code !== 0, `network removed from ${n.name}`, 15_000);
     }
   });
 });

@@ -53,7 +53,7 @@ async function create(...args: string[]): Promise<void> {
 }
 
 beforeAll(async () => {
-  h = await startHarness({ nodes: 3, underlaySubnet: subnet, agentArgs: ['--lb-dataplane', 'nftables'] });
+  h = await startHarness({ nodes: 3, underlaySubnet: subnet, agentArgs: ['--lb-dataplane', 'nftables', '--resync-interval', '5s'] });
   for (const n of await h.json<Node[]>('node', 'ls')) nodeById.set(n.id, n);
   expect((await h.shoal('network', 'create', '--subnet', '10.72.0.0/24', 'app')).code).toBe(0);
   await create('--name', 'web', '--replicas', '6', '--network', 'app', '-p', '8080:80', ...HEALTH, '-e', 'PORT=80', '-e', `SICK_DIR=${sickDir}`, '--', process.execPath, BACKEND);
@@ -122,6 +122,55 @@ describe('ingress routing mesh (nftables)', () => {
     }
   });
 
+  it('published ports answer on every local address of a node: a second address from outside; 127.0.0.1, localhost and the second address from the node itself', async () => {
+    const web = await serving('web', 6);
+    const node = h.nodes[0] as HarnessNode;
+    const second = node.address.replace(/\.\d+$/, '.111');
+    expect((await node.exec(['ip', 'addr', 'add', `${second}/24`, 'dev', 'eth0'])).code).toBe(0);
+    try {
+      const names = new Set(web.map(taskName));
+      const outside = await fromOutside<string[]>('http', second, '8080', '12');
+      expect(outside.filter((a) => !names.has(nameOf(a)))).toEqual([]);
+      for (const addr of ['127.0.0.1', second]) {
+        const r = await node.exec([process.execPath, CLIENT, 'http', addr, '8080', '12'], { timeoutMs: 30_000 });
+        const answers = JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]') as string[];
+        expect({ addr, bad: answers.filter((a) => !names.has(nameOf(a))) }).toEqual({ addr, bad: [] });
+      }
+      const curl = await node.exec(['curl', '-sS', '--max-time', '5', 'http://localhost:8080/']);
+      expect(names.has(nameOf(curl.stdout.trim()))).toBe(true);
+    } finally {
+      await node.exec(['ip', 'addr', 'del', `${second}/24`, 'dev', 'eth0']);
+    }
+  });
+
+  it('route_localnet is on for 127.0.0.1, and its guard keeps neighbours away from the node\'s loopback services', async () => {
+    const node = h.nodes[1] as HarnessNode;
+    expect((await node.exec(['sysctl', '-n', 'net.ipv4.conf.all.route_localnet'])).stdout.trim()).toBe('1');
+    const tables = (await node.exec(['nft', 'list', 'tables'])).stdout;
+    const guard = /table inet (\S+_localnet)/.exec(tables)?.[1];
+    expect(guard, tables).toBeDefined();
+    // A service bound to loopback on the node, and a neighbour routing 127.0.0.5 to the node (as an attacker would).
+    const secret = node.spawn([process.execPath, '-e', 'require("node:net").createServer((s) => s.end("secret\\n")).listen(7777, "127.0.0.5", () => console.log("up"))']);
+    await until(() => secret.stdout().includes('up'), 'the loopback-only service', 10_000);
+    const c = h.client;
+    expect((await c.exec(['sysctl', '-qw', 'net.ipv4.conf.all.route_localnet=1'])).code).toBe(0);
+    expect((await c.exec(['ip', 'route', 'add', '127.0.0.5/32', 'via', node.address, 'dev', 'eth0', 'src', c.address])).code).toBe(0);
+    const probe = 'const s = require("node:net").connect(7777, "127.0.0.5"); s.on("data", (d) => { console.log(String(d).trim()); process.exit(0); });'
+      + ' s.on("error", (e) => { console.log(e.code); process.exit(0); }); setTimeout(() => { console.log("timeout"); process.exit(0); }, 2000);';
+    try {
+      expect((await c.exec([process.execPath, '-e', probe])).stdout.trim()).toBe('timeout');
+      // Without the guard the same packet reaches it: what route_localnet alone would allow.
+      expect((await node.exec(['nft', 'delete', 'table', 'inet', guard as string])).code).toBe(0);
+      expect((await c.exec([process.execPath, '-e', probe])).stdout.trim()).toBe('secret');
+    } finally {
+      await c.exec(['ip', 'route', 'del', '127.0.0.5/32']);
+      await c.exec(['sysctl', '-qw', 'net.ipv4.conf.all.route_localnet=0']);
+      await secret.stop('SIGKILL');
+    }
+    // The agent's resync puts the guard back (drift repair).
+    await until(async () => (await node.exec(['nft', 'list', 'tables'])).stdout.includes(`table inet ${guard}`), 'the guard table back', 45_000, 500);
+  });
+
   it('local policy and host mode keep the client\'s address; nodes without a local replica refuse', async () => {
     await create('--name', 'loc', '--network', 'app', '-p', '8070:80', '--traffic-policy', 'local', ...HEALTH, '-e', 'PORT=80', '--', process.execPath, BACKEND);
     await create('--name', 'hst', '--network', 'app', '-p', 'mode=host,published=8081,target=80', ...HEALTH, '-e', 'PORT=80', '--', process.execPath, BACKEND);
@@ -134,6 +183,9 @@ describe('ingress routing mesh (nftables)', () => {
         return a.every((x) => nameOf(x) === taskName(t)) ? a : undefined;
       }, `${t.serviceName} on its own node`, 10_000, 100);
       expect(new Set(answers.map((a) => a.split(' ')[1]))).toEqual(new Set([h.client.address]));
+      // From the node itself through 127.0.0.1 too (masqueraded: a loopback source cannot leave).
+      const self = await home.exec([process.execPath, CLIENT, 'http', '127.0.0.1', port, '2'], { timeoutMs: 30_000 });
+      expect((JSON.parse(self.stdout.trim().split('\n').pop() ?? '[]') as string[]).map(nameOf)).toEqual([taskName(t), taskName(t)]);
       for (const n of h.nodes.filter((x) => x !== home)) {
         const refused = await fromOutside<string[]>('http', n.address, port, '1');
         expect(refused[0]).toMatch(/^error (ECONNREFUSED|ECONNRESET)/);

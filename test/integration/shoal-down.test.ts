@@ -46,7 +46,7 @@ async function snapshot(): Promise<Record<string, string>> {
     addresses: (await inMachine('ip', '-o', 'addr', 'show')).replaceAll(' tentative', ''), // IPv6 DAD finishing is not Shoal's
     routes: await inMachine('ip', 'route', 'show'),
     nft: await inMachine('nft', 'list', 'ruleset'),
-    forwarding: await inMachine('sysctl', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'),
+    sysctls: await inMachine('sysctl', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.route_localnet'),
     etcNetns: (() => { try { return readdirSync('/etc/netns').filter((f) => f.startsWith(P)).join('\n'); } catch { return ''; } })(),
   };
 }
@@ -100,8 +100,9 @@ describe('shoal down', () => {
     await until(async () => (await published()).startsWith('web.'), 'the published port to answer', 20_000, 250);
     const during = await snapshot();
     expect((during.netns ?? '').split('\n').length).toBeGreaterThanOrEqual(3); // 2 tasks + the ingress sandbox
-    expect(during.nft).toMatch(/table inet sh_publish/);
-    expect(during.forwarding).toMatch(/net.ipv4.ip_forward = 1/);
+    expect(during.nft).toMatch(/table inet \w+_publish/);
+    expect(during.sysctls).toMatch(/net.ipv4.ip_forward = 1/);
+    expect(during.sysctls).toMatch(/net.ipv4.conf.all.route_localnet = 1/); // published ports on 127.0.0.1
 
     // SIGTERM: the daemon goes, its tasks and everything they need stay.
     await up?.stop('SIGTERM', 20_000);
@@ -112,7 +113,8 @@ describe('shoal down', () => {
     const out = await shoal('down', '--data-dir', dir);
     expect(out).toMatch(/no daemon running/); // it had stopped cleanly (and said so): nothing to signal
     expect(out).toMatch(/stopped 2 tasks/);
-    expect(out).toMatch(/restored net.ipv4.ip_forward=0/);
+    expect(out).toMatch(/restored .*net.ipv4.ip_forward=0/);
+    expect(out).toMatch(/restored .*net.ipv4.conf.all.route_localnet=0/);
     for (const t of tasks) expect(isAlive(t.status.pid as number), `task ${t.id} after shoal down`).toBe(false);
     expect(await snapshot()).toEqual(before);
     await expect(published()).rejects.toThrow();

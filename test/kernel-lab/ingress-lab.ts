@@ -9,7 +9,8 @@
  * --lb-dataplane ipvs` in their own netns on an underlay bridge, a client netns outside the
  * cluster) runs in the guest. Two services publish ports in ingress mode (cluster policy):
  * `web` (2 replicas, 8080 -> 80) and `solo` (1 replica, 8090 -> 80). On every node the host hop
- * (nftables table `sh_publish` in the node's netns) DNATs `<node address>:P` to the node's
+ * (nftables table `<link prefix>_publish` in the node's netns) DNATs `<any local address>:P`
+ * (127.0.0.1 from the node itself too) to the node's
  * ingress sandbox, where IPVS balances to every replica's ingress-network address, masquerading
  * (nftables test/integration/ingress-mesh.test.ts is the same mesh on this machine's kernel).
  *
@@ -34,7 +35,8 @@ const BACKEND = [new URL('../fixtures/lb-backend.mjs', import.meta.url), new URL
   .map((u) => fileURLToPath(u)).find((p) => existsSync(p));
 /** Deadlines are generous: JS (manager, agents, replicas, this script) runs ~10x slower under TCG. */
 const SYNC_MS = 60_000;
-const HOST_TABLE = 'sh_publish';
+/** The host hop's table in a node's netns: `<the agent's link prefix>_publish` (its instance tag, mesh/daemon/instance.ts). */
+const hostTable = (n: HarnessNode): string => `${n.linkPrefix()}_publish`;
 
 
 /** Poll `fn` until it returns something other than undefined/false; at the deadline throw, with the last attempt's error. */
@@ -240,15 +242,22 @@ async function main(): Promise<void> {
     await check('host-hop', async () => {
       const out: string[] = [];
       for (const n of hh.nodes) {
-        const r = await n.exec(['nft', 'list', 'table', 'inet', HOST_TABLE]);
-        assert(r.code === 0, `nft list table inet ${HOST_TABLE} in ${n.netns}: ${r.stderr.trim()}`);
+        const table = hostTable(n);
+        const r = await n.exec(['nft', 'list', 'table', 'inet', table]);
+        assert(r.code === 0, `nft list table inet ${table} in ${n.netns}: ${r.stderr.trim()}`);
+        assert(r.stdout.includes('fib daddr type local'), `${table} in ${n.netns} does not match every local address:\n${r.stdout}`);
         for (const port of [8080, 8090]) {
-          assert(r.stdout.includes(`${n.address} . tcp . ${port}`), `${HOST_TABLE} in ${n.netns} has no frontend ${n.address}:${port}:\n${r.stdout}`);
-          assert(r.stdout.includes(`${sboxOf(n)} . ${port}`), `${HOST_TABLE} in ${n.netns} does not DNAT to ${sboxOf(n)}:${port}:\n${r.stdout}`);
+          assert(r.stdout.includes(`tcp . ${port} : goto`), `${table} in ${n.netns} has no frontend for port ${port} on every local address:\n${r.stdout}`);
+          assert(r.stdout.includes(`${sboxOf(n)} . ${port}`), `${table} in ${n.netns} does not DNAT to ${sboxOf(n)}:${port}:\n${r.stdout}`);
         }
-        out.push(`${n.address}:8080,8090 -> ${sboxOf(n)}`);
+        // From the node itself through 127.0.0.1 (masqueraded out of loopback, route_localnet on).
+        const local = await until(`127.0.0.1:8080 from ${n.netns}`, async () => {
+          const c = await n.exec(['curl', '-sS', '-m', '10', 'http://127.0.0.1:8080/']);
+          return c.code === 0 && /^web\./.test(c.stdout.trim()) ? c.stdout.trim() : undefined;
+        });
+        out.push(`${n.address}:8080,8090 -> ${sboxOf(n)}, 127.0.0.1:8080 -> ${nameOf(local)}`);
       }
-      return `nft ${HOST_TABLE} in each node netns DNATs to its sandbox: ${out.join('; ')}`;
+      return `nft <prefix>_publish in each node netns DNATs every local address to its sandbox: ${out.join('; ')}`;
     });
 
     await check('ipvsadm-clear-repaired', async () => {
@@ -292,8 +301,8 @@ async function main(): Promise<void> {
           if (c.code === 7 && /Connection refused/.test(c.stderr)) return true;
           throw new Error(`curl exit ${c.code}: ${(c.stderr.trim().split('\n').pop() ?? c.stdout.trim()).slice(0, 200)}`);
         });
-        const nft = await n.exec(['nft', 'list', 'table', 'inet', HOST_TABLE]);
-        assert(!/\b8080\b/.test(nft.stdout), `${HOST_TABLE} in ${n.netns} still mentions 8080:\n${nft.stdout}`);
+        const nft = await n.exec(['nft', 'list', 'table', 'inet', hostTable(n)]);
+        assert(!/\b8080\b/.test(nft.stdout), `${hostTable(n)} in ${n.netns} still mentions 8080:\n${nft.stdout}`);
         const a = await fromClient(hh, n.address, 8090, 1);
         assert(nameOf(a[0] ?? '') === taskName(s), `solo via ${n.name} answered ${a.join()}`);
       }

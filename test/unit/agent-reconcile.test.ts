@@ -177,7 +177,7 @@ describe('NodeIngress', () => {
     const index = new LocalIndex();
     index.applyList([kv('networks', bridgeNet), kv('nodes', node('n1', address)), kv('services', web), kv('tasks', task('a', web, '10.0.0.11'))], 5);
     const nft = new FakeNft();
-    const host = new NftLoadBalancer({ nft, table: 'sh_publish' });
+    const host = new NftLoadBalancer({ nft, table: 'sh_publish', everyLocal: true });
     const ing = new NodeIngress(index, () => 'n1', { host, ...(onInvalid ? { onInvalid } : {}) });
     index.onChange((c) => ing.changed(c));
     return { index, host, nft, ing, web };
@@ -187,7 +187,7 @@ describe('NodeIngress', () => {
     const { index, host, nft, ing, web } = ingressSetup('192.0.2.1');
     ing.start();
     await ing.idle();
-    expect([...host.applied().keys()]).toEqual(['tcp/192.0.2.1/8080']);
+    expect([...host.applied().keys()]).toEqual(['tcp/0.0.0.0/8080']); // every local address of the node
     const n = nft.applied.length;
     put(index, 'tasks', task('a', web, '10.0.0.11', { message: 'chatter' }));
     await ing.idle();
@@ -198,7 +198,7 @@ describe('NodeIngress', () => {
     await ing.stop();
   });
 
-  it('an IPv6 node address meeting IPv4 replicas is dropped and counted, never thrown at the dataplane', async () => {
+  it('an IPv6 node (frontend on every IPv6 local address) meeting IPv4 replicas is dropped and counted, never thrown at the dataplane', async () => {
     const notes: string[] = [];
     const { host, ing } = ingressSetup('2001:db8::1', (svcName, reason) => notes.push(`${svcName}: ${reason}`));
     ing.start();
@@ -206,7 +206,7 @@ describe('NodeIngress', () => {
     expect(ing.syncFailures).toBe(0);
     expect(host.applied().size).toBe(0);
     expect(ing.counters.invalid.get('ingress')).toBeGreaterThan(0);
-    expect(notes).toEqual([expect.stringMatching(/^web: published port tcp\/\[2001:db8::1\]\/8080 not programmed on this node: .*IPv6/)]);
+    expect(notes).toEqual([expect.stringMatching(/^web: published port tcp\/\[::\]\/8080 not programmed on this node: .*IPv6/)]);
     await ing.stop();
   });
 });

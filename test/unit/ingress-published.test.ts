@@ -39,11 +39,11 @@ const selfA = { id: 'a', address: '192.0.2.1', ingress: { network: INGRESS, v4: 
 const run = (services: Service[], tasks: Task[], self = selfA) => publishedServices({ services, byService: tasksByService(tasks), nodes, networks, self });
 
 describe('publishedServices', () => {
-  it('cluster policy: node address -> own ingress sandbox; sandbox -> every serving replica on any node, masqueraded', () => {
+  it('cluster policy: every local address of the node -> own ingress sandbox; sandbox -> every serving replica on any node, masqueraded', () => {
     const web = service('web', [tcp(8080, 80)], { scheduler: 'wrr', affinityTimeoutSeconds: 30 });
     const tasks = [task(web, 'a'), task(web, 'b'), task(web, 'b', { healthy: false }), task(web, 'c'), task(web, 'b', { desired: 'shutdown' })];
     const s = run([web], tasks);
-    expect(s.host).toEqual([{ address: '192.0.2.1', port: 8080, protocol: 'tcp', service: 'web', scheduler: 'rr', backends: [{ address: '10.255.0.1', port: 8080, weight: 1 }] }]);
+    expect(s.host).toEqual([{ address: '0.0.0.0', port: 8080, protocol: 'tcp', service: 'web', scheduler: 'rr', backends: [{ address: '10.255.0.1', port: 8080, weight: 1 }] }]);
     expect(s.sandbox).toEqual([{
       address: '10.255.0.1', port: 8080, protocol: 'tcp', service: 'web', scheduler: 'wrr', affinity: { timeoutSeconds: 30 }, masquerade: true,
       // serving on a and b (weight 1), the draining one on b (weight 0); not the unhealthy one, not the down node's
@@ -64,17 +64,17 @@ describe('publishedServices', () => {
     const here = task(loc, 'a');
     const s = run([loc], [here, task(loc, 'b')]);
     expect(s.sandbox).toEqual([]);
-    expect(s.host).toEqual([{ address: '192.0.2.1', port: 8070, protocol: 'tcp', service: 'loc', scheduler: 'rr', backends: [{ address: here.addresses[APP]!.v4, port: 80, weight: 1 }] }]);
+    expect(s.host).toEqual([{ address: '0.0.0.0', port: 8070, protocol: 'tcp', service: 'loc', scheduler: 'rr', backends: [{ address: here.addresses[APP]!.v4, port: 80, weight: 1 }] }]);
     expect(s.host[0]?.masquerade).toBeUndefined();
     const onB = run([loc], [task(loc, 'b')]);
-    expect(onB.host).toEqual([{ address: '192.0.2.1', port: 8070, protocol: 'tcp', service: 'loc', scheduler: 'rr', backends: [] }]);
+    expect(onB.host).toEqual([{ address: '0.0.0.0', port: 8070, protocol: 'tcp', service: 'loc', scheduler: 'rr', backends: [] }]);
   });
 
   it('host mode: only where a replica is meant to run (an unhealthy one keeps the port, refusing)', () => {
     const hst = service('hst', [tcp(8081, 80, 'host')]);
     expect(run([hst], [task(hst, 'b')]).host).toEqual([]);
     const sick = run([hst], [task(hst, 'a', { healthy: false })]);
-    expect(sick.host).toEqual([{ address: '192.0.2.1', port: 8081, protocol: 'tcp', service: 'hst', scheduler: 'rr', backends: [] }]);
+    expect(sick.host).toEqual([{ address: '0.0.0.0', port: 8081, protocol: 'tcp', service: 'hst', scheduler: 'rr', backends: [] }]);
     expect(sick.ports).toEqual([{ service: 'hst', port: 8081, protocol: 'tcp', mode: 'host', serving: 0 }]);
     const ended = run([hst], [task(hst, 'a', { desired: 'shutdown', state: 'shutdown' })]);
     expect(ended.host).toEqual([]);
@@ -94,6 +94,14 @@ describe('publishedServices', () => {
     const s = run([web, hst], [task(web, 'a'), task(hst, 'a')], { id: 'a', address: '192.0.2.1' } as typeof selfA);
     expect(s.host.map((v) => v.port)).toEqual([8081]);
     expect(s.sandbox).toEqual([]);
+  });
+
+  it('frontends are on every local address of the node\'s family (0.0.0.0 / ::); with shared namespaces at the node\'s address', () => {
+    const web = service('web', [tcp(8080, 80)], { trafficPolicy: 'local' });
+    expect(run([web], [task(web, 'a')]).host.map((v) => v.address)).toEqual(['0.0.0.0']);
+    expect(run([web], [task(web, 'a')], { ...selfA, address: '2001:db8::1' }).host.map((v) => v.address)).toEqual(['::']);
+    const shared = publishedServices({ services: [web], byService: tasksByService([task(web, 'a')]), nodes, networks, self: selfA, shared: true });
+    expect(shared.host.map((v) => v.address)).toEqual(['192.0.2.1']);
   });
 
   it('services without ports publish nothing', () => {

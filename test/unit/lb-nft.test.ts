@@ -111,6 +111,12 @@ table inet sh_lb {
 	map vipa6 {
 		type ipv6_addr . inet_proto : verdict
 	}
+	map vipl4 {
+		type inet_proto . inet_service : verdict
+	}
+	map vipl6 {
+		type inet_proto . inet_service : verdict
+	}
 	map cnt4 {
 		type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service : counter
 		elements = {
@@ -125,6 +131,12 @@ table inet sh_lb {
 	}
 	map cnta6 {
 		type inet_proto . ipv6_addr . ipv6_addr : counter
+	}
+	map cntl4 {
+		type inet_proto . inet_service . ipv4_addr . inet_service : counter
+	}
+	map cntl6 {
+		type inet_proto . inet_service . ipv6_addr . inet_service : counter
 	}
 	map ${m} { typeof numgen inc mod 2 : ip daddr . tcp dport; elements = { 0 : 10.0.0.1 . 8080 }; }
 	chain ${a.chain.name} {
@@ -179,6 +191,39 @@ delete table inet sh_lb_2
     expect(udp6.map?.decl).toBe('typeof numgen inc mod 2 : ip6 daddr; elements = { 0 : fd00::1 };');
     // An explicit port and the every-port service of one address coexist: different maps.
     expect(serviceObjects(vs('10.96.0.9', [be('10.0.0.1')]), ctx).vip.map).toBe('vip4');
+  });
+
+  it('every local address (0.0.0.0:P, a node\'s published ports): fib-local dispatch on protocol and port, loopback callers masqueraded, counted without the address', () => {
+    const lctx: RenderContext = { ...ctx, everyLocal: true };
+    const o = serviceObjects(vs('0.0.0.0', [be('10.255.0.2')], { port: 8080 }), lctx);
+    expect(o.key).toBe('tcp/0.0.0.0/8080');
+    expect(o.vip).toEqual({ map: 'vipl4', key: 'tcp . 8080', element: `tcp . 8080 : goto ${o.chain.name}` });
+    expect(o.chain.rules).toEqual(['ip saddr 127.0.0.0/8 meta mark set meta mark | 0x4000', `meta l4proto tcp dnat ip to numgen inc mod 1 map @${o.map?.name} comment "web"`]);
+    expect(o.counters.map((c) => c.element.element)).toEqual([`tcp . 8080 . 10.255.0.2 . 8080 : "${o.counters[0]?.name}"`]);
+    // A masqueraded frontend marks every flow anyway; IPv6 has no loopback case.
+    expect(serviceObjects(vs('0.0.0.0', [be('10.0.0.1')], { port: 8080, masquerade: true }), lctx).chain.rules[0]).toBe('meta mark set meta mark | 0x4000');
+    const v6 = serviceObjects(vs('::', [be('fd00::1')], { port: 8080, protocol: 'udp' }), lctx);
+    expect([v6.vip.map, v6.counters[0]?.element.map, v6.chain.rules.length]).toEqual(['vipl6', 'cntl6', 1]);
+    const script = fullScript([o], lctx);
+    // Loopback destinations only from the namespace itself (output), never from outside (prerouting).
+    expect(script).toContain('\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @vip4\n\t\tip6 daddr . meta l4proto . th dport vmap @vip6\n'
+      + '\t\tip daddr . meta l4proto vmap @vipa4\n\t\tip6 daddr . meta l4proto vmap @vipa6\n'
+      + '\t\tmeta nfproto ipv4 fib daddr type local meta l4proto . th dport vmap @vipl4\n'
+      + '\t\tmeta nfproto ipv6 ip6 daddr != ::1 fib daddr type local meta l4proto . th dport vmap @vipl6\n\t}');
+    expect(script).toContain('\t\tmeta nfproto ipv4 ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @vipl4\n');
+    expect(script).toContain('ct status dnat counter name meta l4proto . ct original proto-dst . ip daddr . th dport map @cntl4');
+    // Without everyLocal (a VIP sandbox) the hooks do no fib lookup.
+    expect(fullScript([], ctx)).not.toContain('fib');
+  });
+
+  it('every local address: refused on a port-0 frontend and by a load balancer not made for it', async () => {
+    expect(() => checkVirtualService(vs('0.0.0.0', [{ address: '10.0.0.1', port: 0, weight: 1 }], { port: 0 }))).toThrow(/one port at a time/);
+    const { lb } = await synced([]);
+    await expect(lb.apply([vs('0.0.0.0', [be('10.0.0.1')], { port: 8080 })], [])).rejects.toThrow(/takes no every-local-address frontend/);
+    const nft = new FakeNft();
+    const host = new NftLoadBalancer({ nft, table: 'sh_publish', everyLocal: true });
+    await host.syncAll([vs('0.0.0.0', [be('10.0.0.1')], { port: 8080 })]);
+    expect(nft.dump()).toContain('fib daddr type local');
   });
 
   it('names are deterministic: the same service renders the same in any process', () => {
@@ -371,10 +416,17 @@ describe('NftLoadBalancer.stats', () => {
       ],
     };
     t.nft.list = async () => listing;
-    expect(await t.lb.stats()).toEqual([
-      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.1', port: 8080, connections: 7, connectionsTotal: 7 },
-      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.2', port: 8080, connections: 2, connectionsTotal: 2 },
-    ]);
+    const want = [
+      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.1', port: 8080, connectionsTotal: 7 },
+      { vs: 'tcp/10.96.0.1/80', service: 'web', address: '10.0.0.2', port: 8080, connectionsTotal: 2 },
+    ];
+    expect(await t.lb.stats()).toEqual(want);
+    // An adapter that can list the counters alone is asked for them only (no full listing).
+    const asked: string[] = [];
+    t.nft.list = async () => { throw new Error('full listing not wanted'); };
+    (t.nft as { listCounters?: (table: string) => Promise<NftJson> }).listCounters = async (table) => { asked.push(table); return listing; };
+    expect(await t.lb.stats()).toEqual(want);
+    expect(asked).toEqual(['sh_lb']);
   });
 });
 
