@@ -84,7 +84,8 @@ afterAll(async () => {
 describe('overlay network across three nodes', () => {
   it('tasks on three nodes reach each other over VXLAN; FDB entries follow the tasks', async () => {
     expect((await h.shoal('network', 'create', '-d', 'overlay', '--subnet', '10.60.0.0/24', 'ov')).code).toBe(0);
-    const c = await h.shoal('service', 'create', '--name', 'echo', '--replicas', '3', '--network', 'ov', '--', process.execPath, '-e', SERVER);
+    // Not about draining: a stopping task may keep its connections at most 1 s (default 10 s).
+    const c = await h.shoal('service', 'create', '--name', 'echo', '--replicas', '3', '--network', 'ov', '--drain-timeout', '1000', '--', process.execPath, '-e', SERVER);
     expect(c.code, c.err).toBe(0);
     const ts = await running('echo', 3);
     expect(new Set(ts.map((t) => t.nodeId)).size).toBe(3);
