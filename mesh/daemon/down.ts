@@ -13,23 +13,16 @@ import { cleanupLeftovers } from '../../src/drivers/cleanup.js';
 import { hostDriverContext } from '../../src/drivers/index.js';
 import { messageOf } from '../../src/errors.js';
 import { deleteNetns, execTool, listNetns, ProcSysctl } from '../../src/kernel/index.js';
+import { procStartTime } from '../../src/kernel/proc.js';
 import { ProcessRuntime } from '../agent/process-runtime.js';
+
+export { procStartTime };
 import { readFootprint, type Footprint } from './footprint.js';
 
 /** Where a daemon announces its pid (written at start, removed at a clean exit). */
 export const pidPath = (dataDir: string): string => join(dataDir, 'shoal.pid');
 
 export interface PidRecord { pid: number; start: string; kind: string }
-
-/** The 22nd field of /proc/PID/stat: tells a process from a later one that got its pid. */
-export function procStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
 
 /** What `down` did, for the user. */
 export interface DownReport {

@@ -65,15 +65,9 @@ export function netnsOfPid(pid: number, prefix: string): string | undefined {
   return key === undefined ? undefined : namedNetns(prefix).get(key);
 }
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks): a pid plus this names one process. */
-export function procStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
+import { procStartTime } from '../../src/kernel/proc.js';
+
+export { procStartTime };
 
 /** True while `pid` exists and is not a zombie (an exited child nobody reaped yet). */
 export function isAlive(pid: number): boolean {

@@ -80,7 +80,8 @@ describe('multi-node harness', () => {
       // Only the underlay's own subnet route (and the ingress network's bridge, inside the
       // node): no default route, nothing can leave towards the host.
       const routes = (await h.nodes[0]!.exec(['ip', '-4', 'route', 'show'])).stdout.trim().split('\n');
-      expect(routes.filter((r) => !/^\S+ dev shb\w+ proto kernel scope link /.test(r))).toEqual([expect.stringMatching(new RegExp(`^${h.subnet.replace(/\./g, '\\.')} dev eth0 `))]);
+      const bridge = new RegExp(`^\\S+ dev ${h.nodes[0]!.linkPrefix()}b\\w+ proto kernel scope link `);
+      expect(routes.filter((r) => !bridge.test(r))).toEqual([expect.stringMatching(new RegExp(`^${h.subnet.replace(/\./g, '\\.')} dev eth0 `))]);
     } finally {
       await Promise.all(listeners.map((l) => l.stop('SIGKILL')));
     }
