@@ -10,10 +10,12 @@ import type { Node, Task } from '../src/model/types.js';
 import type { Agent } from './agent/index.js';
 import type { Manager } from './manager/index.js';
 import { registerControlPlaneMetrics } from './manager/metrics.js';
+import { registerAgentSecurityMetrics, registerManagerSecurityMetrics } from './security/metrics.js';
 
 /** Registers the manager's metrics: cluster membership and tasks, store revision, failed syncs. */
 export function registerManagerMetrics(reg: Registry, m: Manager): void {
   registerControlPlaneMetrics(reg, m);
+  registerManagerSecurityMetrics(reg, m);
   new Gauge({
     name: 'shoal_cluster_nodes', help: 'Nodes by state (ready, down).', labelNames: ['state'], registers: [reg],
     async collect() {
@@ -49,6 +51,7 @@ export function registerManagerMetrics(reg: Registry, m: Manager): void {
 
 /** Registers the agent's metrics: session state, watch revision, tasks held, failed syncs. */
 export function registerAgentMetrics(reg: Registry, a: Agent): void {
+  registerAgentSecurityMetrics(reg, a);
   new Gauge({
     name: 'shoal_agent_connected', help: '1 while the agent has a session with a manager.', registers: [reg],
     collect() { this.set(a.session.connected ? 1 : 0); },

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
-import { listenTls } from '../security/tls-server.js';
+import { closeTlsFront, listenTls } from '../security/tls-server.js';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { notFound, ShoalError } from '../../src/errors.js';
@@ -205,7 +205,7 @@ export async function listenApiServer(server: Server, where: { path: string } | 
 export async function closeApiServer(server: Server): Promise<void> {
   const front = fronts.get(server);
   fronts.delete(server);
-  const frontClosed = front ? new Promise<void>((resolve) => front.close(() => resolve())) : Promise.resolve();
+  const frontClosed = front ? closeTlsFront(front) : Promise.resolve();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const own = sockets.get(server);
   sockets.delete(server);

@@ -32,9 +32,22 @@ export interface TlsFrontOptions {
   firstByteTimeoutMs?: number;
 }
 
+/** Every connection of each front (its TLS socket owns the file descriptor once handed over). */
+const frontSockets = new WeakMap<NetServer, Set<Socket>>();
+
+/** Stops listening and destroys every connection the front accepted; resolves once closed. */
+export function closeTlsFront(front: NetServer): Promise<void> {
+  const closed = new Promise<void>((resolve) => front.close(() => resolve()));
+  for (const s of frontSockets.get(front) ?? []) s.destroy();
+  return closed;
+}
+
 /** Listens on `where` and hands TLS connections to `https`; see the module doc. */
 export function listenTls(https: HttpsServer, where: { host: string; port: number }, o: TlsFrontOptions = {}): Promise<NetServer> {
+  const sockets = new Set<Socket>();
   const front = createNetServer((socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     socket.setTimeout(o.firstByteTimeoutMs ?? 10_000, () => socket.destroy());
     socket.once('error', () => socket.destroy());
     socket.once('readable', () => {
@@ -50,6 +63,7 @@ export function listenTls(https: HttpsServer, where: { host: string; port: numbe
       socket.end(PLAIN_HTTP_ANSWER());
     });
   });
+  frontSockets.set(front, sockets);
   return new Promise((resolve, reject) => {
     front.once('error', reject);
     front.listen(where, () => { front.off('error', reject); resolve(front); });
