@@ -3,7 +3,7 @@
  *
  * | need      | TLS listener (`--listen`)                        | unix socket (data dir, mode 0600) |
  * |-----------|--------------------------------------------------|-----------------------------------|
- * | operator  | manager token                                    | manager token                     |
+ * | operator  | manager token                                    | manager token (its secret)        |
  * | join      | join token (gets a node certificate, nothing else) | join token                      |
  * | agent     | a valid, unrevoked node certificate (mutual TLS) | join token (an agent beside it)   |
  * | watch     | manager token or a node certificate              | manager or join token             |
@@ -76,6 +76,12 @@ function decide(req: IncomingMessage, sec: ClusterSecurity, need: Need): Princip
   const tls = (req.socket as TLSSocket).encrypted === true;
 
   if (!tls) {
+    // No TLS here, so nothing for the token's CA fingerprint to pin: the secret is what counts
+    // (a CLI keeps working across a CA rotation that re-pins the tokens).
+    const secretOf = (t: string | undefined): string | undefined => (t ? parseToken(t)?.secret ?? t : undefined);
+    const given = secretOf(bearer);
+    const asManager = given !== undefined && sameSecret(given, secretOf(c.managerToken) ?? '') ? 'yes' : 'no';
+    const asJoin = given !== undefined && sameSecret(given, secretOf(c.joinToken) ?? '') ? 'yes' : 'no';
     if (asManager === 'yes' && need !== 'join' && need !== 'agent') return { kind: 'operator' };
     if (asJoin === 'yes' && (need === 'join' || need === 'agent' || need === 'watch')) return { kind: 'local-agent' };
     throw new Refusal(401, bearer ? 'wrong_token' : 'no_token', 'missing or wrong token: pass the manager token as "Authorization: Bearer <token>" (shoal reads it from the data dir or SHOAL_TOKEN)');

@@ -172,8 +172,9 @@ export async function issueCertificate(o: IssueOptions): Promise<string> {
     serialNumber: serial(),
     subject: `CN=${dnValue(o.subject.commonName)}, OU=${o.subject.role}, O=${dnValue(o.subject.clusterId)}`,
     issuer: ca.subject,
-    // A minute back: clocks of a cluster's machines are never exactly equal.
-    notBefore: new Date(now - 60_000),
+    // Back-dated (a minute, a tenth of a short lifetime): clocks of a cluster's machines are
+    // never exactly equal, and renewal at 2/3 of the life must stay after the issue.
+    notBefore: new Date(now - (o.validSeconds > 0 ? Math.min(60_000, o.validSeconds * 100) : 60_000)),
     notAfter,
     publicKey: holder,
     signingKey: await signingKey(o.ca.keyPem),
