@@ -4,6 +4,7 @@
  * verify the manager against the cluster CA, the CLI run in-process, and a full dump of the
  * store (to prove that a refused request changed nothing).
  */
+import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
@@ -71,8 +72,10 @@ export function raw(url: string, method: string, path: string, body?: unknown, h
   const payload = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
   const u = new URL(path, url);
   const cas = casOf.get(new URL(url).origin)?.();
+  // A plain http:// URL: an API server made without TLS (benchmarks of the store).
+  const send = u.protocol === 'http:' ? httpRequest : request;
   return new Promise((resolve, reject) => {
-    const req = request({
+    const req = send({
       host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: { ...(payload ? { 'content-length': String(payload.length) } : {}), ...headers },
       ...(cas ? { ca: cas, checkServerIdentity: checkManagerRole } : {}), ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}), agent: false,
     }, (res) => {
