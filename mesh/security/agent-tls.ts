@@ -68,6 +68,8 @@ export class AgentTls {
   /** After a welcome on `ws`: renew when due, and schedule the next renewal. */
   welcomed(ws: WebSocket): void {
     this.ws = ws;
+    // A renewal asked on a previous session was lost with it: ask again on this one.
+    if (this.renewing) { this.renewing = false; this.renewDue = true; }
     this.schedule();
     if (this.renewDue || (this.identity && Date.now() >= this.identity.renewAt())) void this.renew('2/3 of its life passed');
   }
@@ -93,6 +95,13 @@ export class AgentTls {
       this.o.log(`renewing the node certificate (${why})`);
       ws.send(JSON.stringify({ type: 'renew', csr }));
       this.renewDue = false;
+      // No answer (the manager failed to issue it): try again rather than wait for expiry.
+      setTimeout(() => {
+        if (!this.renewing || this.ws !== ws) return;
+        this.renewing = false;
+        this.o.log('no renewed certificate within 30 s; asking again');
+        void this.renew('the last request went unanswered');
+      }, 30_000).unref();
     } catch (e) {
       this.o.log(`renewing the node certificate failed (will retry): ${String(e)}`);
       this.renewing = false;

@@ -128,3 +128,18 @@ describe('CA rotation under traffic', () => {
     expect(n.agentProcess.output()).not.toMatch(/joining through/);
   }, 120_000);
 });
+
+describe('a removed node', () => {
+  it('is refused for good: its agent says how to join again and exits 1; its tasks move elsewhere', async () => {
+    const n = h.nodes[1]!;
+    const gone = (await h.json<Array<{ id: string }>>('node', 'inspect', n.name))[0]?.id;
+    const r = await h.shoal('node', 'rm', '--force', n.name);
+    expect(r.code, r.err).toBe(0);
+    await until(() => !n.agentProcess.running(), 'the removed node\'s agent to exit', 30_000, 200);
+    expect(n.agentProcess.child.exitCode).toBe(1);
+    const out = n.agentProcess.output();
+    expect(out).toMatch(/manager refused the session \(403\): node [0-9a-f]+ \('.+'\) was removed from the cluster/);
+    expect(out).toMatch(/to join again as a new node, delete .*\/tls and start the agent with a join token/);
+    await until(async () => (await h.json<Task[]>('service', 'ps', 'web')).filter((t) => t.nodeId !== gone && t.desiredState === 'running' && t.status.state === 'running').length === 2, 'web back to 2 replicas on the other node', 30_000, 200);
+  }, 60_000);
+});
