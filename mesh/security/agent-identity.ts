@@ -23,6 +23,7 @@ export interface IssuedCertificate { certificate: string; ca: string[]; notAfter
 /** 403 codes no retry cures: the node must join again. */
 export const FATAL_CODES = new Set(['SHOAL_ERR_REVOKED', 'SHOAL_ERR_EXPIRED', 'SHOAL_ERR_UNTRUSTED', 'SHOAL_ERR_WRONG_CLUSTER']);
 
+/** The node's key, certificate and trusted CAs, as kept in `<data-dir>/tls/`. */
 export class NodeIdentity {
   nodeId: string;
   keyPem: string;

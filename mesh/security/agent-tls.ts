@@ -28,6 +28,7 @@ export interface AgentTlsOptions {
 /** Longest setTimeout delay. */
 const MAX_DELAY = 2 ** 31 - 1;
 
+/** The TLS side of one agent session (one per AgentSession); see the module doc. */
 export class AgentTls {
   identity: NodeIdentity | undefined;
   private timer: NodeJS.Timeout | undefined;

@@ -67,6 +67,7 @@ export class FailureCounts {
   }
 }
 
+/** One manager's security state and operations; `open()` it after ensureCluster, `stop()` it with the manager. */
 export class ClusterSecurity {
   cluster: ClusterInfo;
   private clusterRevision: number;

@@ -22,6 +22,7 @@ export function serverSans(host: string): { dns: string[]; ips: string[] } {
   return { dns: [...dns], ips: [...ips] };
 }
 
+/** A manager's server certificate and the HTTPS servers that present it; see the module doc. */
 export class ManagerTls {
   private material: { keyPem: string; chainPem: string; notAfter: Date; issuedAt: number } | undefined;
   private readonly servers = new Set<HttpsServer>();

@@ -16,6 +16,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Agent } from '../agent/index.js';
 import type { Manager } from '../manager/index.js';
 
+/** Registers a manager's security metrics (see the module doc). */
 export function registerManagerSecurityMetrics(reg: Registry, m: Manager): void {
   new Gauge({
     name: 'shoal_manager_node_certificate_expiry_seconds', help: 'Seconds until the last certificate issued to each node expires.', labelNames: ['node'], registers: [reg],
@@ -45,6 +46,7 @@ export function registerManagerSecurityMetrics(reg: Registry, m: Manager): void 
   });
 }
 
+/** Registers an agent's certificate metrics (nothing for an agent on the unix socket). */
 export function registerAgentSecurityMetrics(reg: Registry, a: Agent): void {
   const tls = a.session.tls;
   if (!tls) return;

@@ -21,6 +21,7 @@ function fields(body: unknown, allowed: string[], what: string): Record<string, 
 /** `POST /v1/nodes/join`: served to the join token only (server.ts authorizes it apart). */
 export const JOIN_PATH = '/v1/nodes/join';
 
+/** The join route (a node certificate for a certificate request). */
 export function joinRoute(m: Manager): Route {
   return route('POST', JOIN_PATH, async (r) => {
     const o = fields(r.body, ['name', 'csr'], 'join request');
@@ -29,7 +30,7 @@ export function joinRoute(m: Manager): Route {
   });
 }
 
-/** The operator routes (manager token). */
+/** The operator routes (manager token): token rotation, CA status and rotation. */
 export function securityRoutes(m: Manager): Route[] {
   return [
     route('POST', '/v1/tokens/rotate', async (r) => {
