@@ -231,6 +231,28 @@ describe('bad actors against the TLS listener', () => {
     expect(failures('revoked')).toBeGreaterThanOrEqual(2);
   });
 
+  it('shoal token rotate join: the old join token is refused from then on, nodes that joined keep working', async () => {
+    const joined = await joinCert(m, 'before-rotation');
+    const old = m.joinToken;
+    const r = await cli(m, 'token', 'rotate', 'join');
+    expect(r.code, r.err).toBe(0);
+    const fresh = r.out.trim();
+    expect(parseToken(fresh)?.fingerprint).toBe(parseToken(old)?.fingerprint);
+    expect(fresh).not.toBe(old);
+    expect(m.joinToken).toBe(fresh);
+    const csr = (await import('../../mesh/security/x509.js')).createCsr(newKeyPair(), 'late');
+    const refused = await refusedWithoutChange(/refused POST \/v1\/nodes\/join .*wrong token/, async () => raw(m.url, 'POST', '/v1/nodes/join', { name: 'late', csr: await csr }, { authorization: `Bearer ${old}` }));
+    expect(refused.status).toBe(401);
+    expect((await joinCert(m, 'after-rotation')).nodeId).toMatch(/^[0-9a-f]{16}$/);
+    // A node certificate is not a token: the one issued before still opens a session.
+    const s = await session(`/v1/agent?node=${joined.nodeId}&name=before-rotation`, { cert: joined });
+    expect('ws' in s).toBe(true);
+    if ('ws' in s) s.ws.close();
+    const bad = await cli(m, 'token', 'rotate', 'worker');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/say which token: shoal token rotate join\|manager/);
+  });
+
   it('counts refusals in shoal_manager_auth_failures_total and handshake failures by reason', async () => {
     const { Registry, registerManagerMetrics } = await import('../../mesh/metrics.js');
     const reg = new Registry();
