@@ -12,6 +12,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Agent } from './agent/index.js';
 import type { Manager } from './manager/index.js';
 import { registerControlPlaneMetrics } from './manager/metrics.js';
+import { registerAgentSecurityMetrics, registerManagerSecurityMetrics } from './security/metrics.js';
 
 /**
  * Registers the manager's metrics: cluster membership and tasks, store revision, failed syncs.
@@ -20,6 +21,7 @@ import { registerControlPlaneMetrics } from './manager/metrics.js';
  */
 export function registerManagerMetrics(reg: Registry, m: Manager): void {
   registerControlPlaneMetrics(reg, m);
+  registerManagerSecurityMetrics(reg, m);
   const view = m.view;
   new Gauge({
     name: 'shoal_cluster_nodes', help: 'Nodes by state (ready, down).', labelNames: ['state'], registers: [reg],
@@ -55,6 +57,7 @@ export function registerManagerMetrics(reg: Registry, m: Manager): void {
 
 /** Registers the agent's metrics: session state, watch revision, tasks held, failed syncs. */
 export function registerAgentMetrics(reg: Registry, a: Agent): void {
+  registerAgentSecurityMetrics(reg, a);
   new Gauge({
     name: 'shoal_agent_connected', help: '1 while the agent has a session with a manager.', registers: [reg],
     collect() { this.set(a.session.connected ? 1 : 0); },

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's tests use, only those missing (needs root for apt-get).
 #   ip (iproute2), nft (nftables), dig (dnsutils), dnsmasq (dnsmasq-base: the binary, no service),
-#   conntrack, curl, cpio (the kernel lab's initramfs), zsh (the completion test), etcd + etcdctl
-#   (etcd-server, etcd-client: the HA store's tests start their own members), prometheus
+#   conntrack, curl, openssl, cpio (the kernel lab's initramfs), zsh (the completion test), etcd +
+#   etcdctl (etcd-server, etcd-client: the HA store's tests start their own members), prometheus
 #   (promtool and a real Prometheus for the metrics tests; its service is not started), chromium
 #   (the /ui test, headless); with --bench also dnsperf, wrk, haproxy.
 set -euo pipefail
@@ -13,6 +13,8 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v curl >/dev/null || need+=(curl)
+# openssl s_client reads the managers' certificates in the TLS tests (test/integration/tls-ha.test.ts).
+command -v openssl >/dev/null || need+=(openssl)
 # `shoal completion zsh` is tested in a real zsh (test/unit/cli-help.test.ts).
 command -v zsh >/dev/null || need+=(zsh)
 # etcd for the HA control plane's tests (the tests start members themselves; never a service).

@@ -34,7 +34,10 @@ export const DEFAULT_RESYNC_MS = 30_000;
 
 export interface AgentOptions {
   managerUrl: string;
-  joinToken: string;
+  /** The join token, or a function returning the current one. */
+  joinToken: string | (() => string);
+  /** Called when a manager refused this node for good (its certificate revoked or expired). */
+  onFatal?: (msg: string) => void;
   name: string;
   address: string;
   dataDir: string;
@@ -112,7 +115,7 @@ export class Agent {
     }
     this.session = new AgentSession({
       managerUrl: opts.managerUrl, joinToken: opts.joinToken, name: opts.name, address: opts.address,
-      index: this.index, log: (m) => opts.log?.(m),
+      index: this.index, log: (m) => opts.log?.(m), dataDir: opts.dataDir, ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
       ...(opts.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: opts.heartbeatIntervalMs } : {}),
       ...(opts.boundPorts ? { boundPorts: () => this.foreignBoundPorts(opts.boundPorts as () => string[]) } : {}),
       onWelcome: () => { this.reported.clear(); this.runner.run(); },

@@ -20,11 +20,17 @@ import type { WatchFrame } from '../api/watch.js';
 import type { LocalIndex } from './local-index.js';
 import type { LogLineSink, LogReadOptions } from './logs.js';
 import { StatusOutbox, type OutboxStats, type ReportedStatus } from './status-outbox.js';
+import { AgentTls } from '../security/agent-tls.js';
 
 export interface SessionOptions {
-  /** `http://host:port` or `unix:///path/to/socket`, or several of them separated by commas. */
+  /** `https://host:port` or `unix:///path/to/socket`, or several of them separated by commas. */
   managerUrl: string;
-  joinToken: string;
+  /** The join token (a function: `shoal up` passes the current one, which a rotation changes). */
+  joinToken: string | (() => string);
+  /** Where the node certificate is kept (`<dataDir>/tls`); needed for https:// managers. */
+  dataDir?: string;
+  /** Called when a manager refused this node for good (revoked, expired certificate): the session stops. */
+  onFatal?: (msg: string) => void;
   name: string;
   address: string;
   index: LocalIndex;
@@ -97,9 +103,18 @@ export class AgentSession {
   private readonly managers: ManagerUrl[];
   /** The manager tried next (or connected to now). */
   private managerIndex = 0;
+  /** Node certificate and mutual TLS, for https:// managers (mesh/security/agent-tls.ts). */
+  readonly tls: AgentTls | undefined;
 
   constructor(private readonly opts: SessionOptions) {
     this.managers = parseManagerUrls(opts.managerUrl, '--join');
+    if (this.managers.some((m) => m.kind === 'tcp')) {
+      if (!opts.dataDir) throw new Error('an agent reaching managers over TLS needs a data dir for its certificate');
+      this.tls = new AgentTls({
+        dataDir: opts.dataDir, name: opts.name, joinToken: () => this.joinToken(), log: (m) => this.log(m),
+        onFatal: (m) => { this.stop(); this.opts.onFatal?.(m); },
+      });
+    }
     this.tickMs = opts.heartbeatIntervalMs ?? DEFAULT_INTERVAL_MS;
     this.outbox = new StatusOutbox(opts.maxPendingStatuses ?? 4096, this.stats);
   }
@@ -109,8 +124,11 @@ export class AgentSession {
     this.connect();
   }
 
+  private joinToken(): string { return typeof this.opts.joinToken === 'function' ? this.opts.joinToken() : this.opts.joinToken; }
+
   stop(): void {
     this.stopped = true;
+    this.tls?.stop();
     if (this.retry) clearTimeout(this.retry);
     this.stopTicker();
     this.ws?.close(1000, 'agent stopping');
@@ -193,9 +211,28 @@ export class AgentSession {
 
   private connect(): void {
     if (this.stopped) return;
-    const url = wsUrlOf(this.managers[this.managerIndex] as ManagerUrl, '/v1/agent');
-    const wsOpts = { headers: { authorization: `Bearer ${this.opts.joinToken}` }, handshakeTimeout: 5000, maxPayload: 256 << 20 };
+    const m = this.managers[this.managerIndex] as ManagerUrl;
+    const tls = m.kind === 'tcp' ? this.tls : undefined;
+    if (tls && !tls.identity) {
+      // First join: trade the join token for a node certificate, then connect with it.
+      tls.prepare(m).then(() => this.connect(), (e: unknown) => {
+        this.log(`joining through ${m.text} failed: ${e instanceof Error ? e.message : String(e)}; retrying`);
+        if (this.managers.length > 1) this.managerIndex = (this.managerIndex + 1) % this.managers.length;
+        this.retry = setTimeout(() => this.connect(), this.backoff);
+        this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 2000);
+      });
+      return;
+    }
+    const url = wsUrlOf(m, '/v1/agent') + (tls ? tls.query() : '');
+    const wsOpts = { ...(tls ? tls.wsOptions() : { headers: { authorization: `Bearer ${this.joinToken()}` } }), handshakeTimeout: 5000, maxPayload: 256 << 20 };
     const ws = new WebSocket(url, wsOpts);
+    // A refusal before the upgrade (401/403): logged with the manager's reason; a fatal one stops the session.
+    ws.on('unexpected-response', (_req, res) => {
+      void (tls ? tls.refused(res) : Promise.resolve(false)).then((fatal) => {
+        if (!tls) this.log(`manager refused the session (${res.statusCode ?? '?'})`);
+        if (!fatal) ws.terminate();
+      }, () => ws.terminate());
+    });
     this.ws = ws;
     this.pingSeq = 0;
     this.missed = 0;
@@ -214,6 +251,7 @@ export class AgentSession {
       // not hold the agent forever.
       this.startTicker(ws);
       const join: Record<string, unknown> = { type: 'join', name: this.opts.name, address: this.opts.address };
+      if (tls?.identity) join['nodeId'] = tls.identity.nodeId;
       if (this.opts.index.synced) join['revision'] = this.opts.index.revision;
       const ports = this.scanPorts();
       if (ports) {
@@ -265,8 +303,10 @@ export class AgentSession {
       }
       for (const [taskId, status] of this.outbox.take()) this.sendStatus(ws, taskId, status);
       this.opts.onWelcome?.(this.node);
+      this.tls?.welcomed(ws);
       return;
     }
+    if (this.tls?.onMessage(msg)) return;
     if (msg.type === 'established') {
       const f = msg as unknown as Extract<WatchFrame, { type: 'established' }>;
       if (f.relist) {

@@ -27,6 +27,8 @@ import type { LogRelay } from './log-relay.js';
 import { getObject, putObject, unchanged } from '../manager/objects.js';
 import { parseBoundPorts, parseNodeJoin } from './validate.js';
 import { TaskStatusWriter, type StatusWriterStats } from './status-writer.js';
+import { Refusal } from '../security/auth.js';
+import { checkClaim, CLOSE_FORBIDDEN, SessionSecurity, type SessionIdentity } from '../security/session.js';
 import { streamWatch } from './watch.js';
 
 export const CLOSE_LEASE_EXPIRED = 4010;
@@ -85,11 +87,13 @@ const MISSED_TICKS_LIMIT = 2;
 
 /**
  * Serves one agent's WebSocket (already authenticated) until it closes; see the module doc
- * for the protocol, ordering and liveness.
+ * for the protocol, ordering and liveness. `identity`: the node certificate the agent came
+ * with (TLS), which its join must match (mesh/security/session.ts); none on the unix socket.
  */
 export function handleAgentSession(
-  ws: WebSocket, m: Manager, relay: LogRelay, log: (msg: string, e?: unknown) => void, opts: AgentSessionOptions = {},
+  ws: WebSocket, m: Manager, relay: LogRelay, log: (msg: string, e?: unknown) => void, opts: AgentSessionOptions = {}, identity?: SessionIdentity,
 ): AgentSessionHandle {
+  const security = new SessionSecurity(ws, m.security, identity, log);
   let nodeId: string | undefined;
   let leaseId = 0;
   let joined = false;
@@ -99,6 +103,12 @@ export function handleAgentSession(
   let keepAliveInFlight = false;
   const fail = (e: unknown): void => {
     log(`agent session ${nodeId ?? '(joining)'}: ${messageOf(e)}`);
+    if (e instanceof Refusal) {
+      m.security.failures.count('auth', e.reason);
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', code: e.code, message: e.message }));
+      ws.close(CLOSE_FORBIDDEN, e.message.slice(0, 120));
+      return;
+    }
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', message: messageOf(e) }));
     if (!nodeId) ws.close(CLOSE_BAD_MESSAGE, messageOf(e).slice(0, 120));
   };
@@ -212,8 +222,10 @@ export function handleAgentSession(
   const handle = async (msg: Record<string, unknown>): Promise<void> => {
     if (msg['type'] === 'join') {
       if (nodeId) throw invalid('already joined');
-      const join = parseNodeJoin(msg);
-      const res = await joinNode(m.store, join, m.nodeLeaseTtlSeconds);
+      const { nodeId: claimed, ...rest } = msg;
+      const join = parseNodeJoin(rest);
+      if (identity) await checkClaim(m.store, identity.nodeId, { nodeId: typeof claimed === 'string' ? claimed : undefined, name: join.name });
+      const res = await joinNode(m.store, join, m.nodeLeaseTtlSeconds, identity?.nodeId);
       const id = res.node.id;
       nodeId = id;
       leaseId = res.leaseId;
@@ -222,6 +234,7 @@ export function handleAgentSession(
       const unlive = m.live.register(id, (o) => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(o)); });
       ws.on('close', unlive);
       ws.send(JSON.stringify({ type: 'welcome', node: res.node, leaseTtlSeconds: res.leaseTtlSeconds }));
+      security.joined(id);
       // From here on heartbeats and statuses bypass the queue (the agent sends them only after
       // the welcome, so none is older than this point).
       joined = true;
@@ -230,6 +243,7 @@ export function handleAgentSession(
       return;
     }
     if (!nodeId) throw invalid('send join first');
+    if (msg['type'] === 'renew') return security.renew(msg);
     if (msg['type'] === 'bound-ports') {
       await reportBoundPorts(m.store, nodeId, parseBoundPorts(msg['ports'] as never));
       return;

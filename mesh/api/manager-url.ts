@@ -1,9 +1,9 @@
 /**
  * Manager addresses, parsed in one place for the agent (`--join`), the CLI (`--host`,
- * `SHOAL_HOST`) and the daemons: a comma-separated list of `http://HOST:PORT`,
- * `https://HOST:PORT` or `unix:///path/to/shoal.sock`. Everything else asks this module how to
- * reach a manager (the HTTP request target, the WebSocket URL) instead of looking at schemes,
- * so transport security can be added here alone.
+ * `SHOAL_HOST`) and the daemons: a comma-separated list of `https://HOST:PORT` or
+ * `unix:///path/to/shoal.sock`. A manager's TCP listener speaks TLS only, so `http://` is
+ * refused here with the https:// spelling. Everything else asks this module how to reach a
+ * manager (the HTTP request target, the WebSocket URL) instead of looking at schemes.
  */
 import { invalid } from '../../src/errors.js';
 
@@ -24,9 +24,10 @@ export function parseManagerUrl(s: string, flag = '--host'): ManagerUrl {
   try {
     url = new URL(text);
   } catch {
-    throw invalid(`${flag} '${text}' must be an http:// URL or a unix:// socket path`, 'BAD_HOST');
+    throw invalid(`${flag} '${text}' must be an https:// URL or a unix:// socket path`, 'BAD_HOST');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalid(`${flag} '${text}' must be an http:// URL or a unix:// socket path`, 'BAD_HOST');
+  if (url.protocol === 'http:') throw invalid(`${flag} '${text}': managers serve TLS only: use https://${url.host}`, 'BAD_HOST');
+  if (url.protocol !== 'https:') throw invalid(`${flag} '${text}' must be an https:// URL or a unix:// socket path`, 'BAD_HOST');
   if (url.pathname !== '/' || url.search || url.hash) throw invalid(`${flag} '${text}' must name only a manager (scheme, host and port, no path)`, 'BAD_HOST');
   return { kind: 'tcp', url, secure: url.protocol === 'https:', text };
 }
@@ -59,6 +60,6 @@ export function httpTargetOf(u: ManagerUrl, path: string): { socketPath: string;
 }
 
 /** The URL a manager listening on TCP `host:port` announces (IPv6 in brackets). */
-export function tcpManagerUrl(host: string, port: number, secure = false): string {
-  return `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+export function tcpManagerUrl(host: string, port: number): string {
+  return `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

@@ -1,15 +1,31 @@
 /**
  * The API client the CLI (and tests) use. Finds the manager the way the CLI contract says:
- * `--host` / `SHOAL_HOST` (`http://...` or `unix:///path`, or several separated by commas:
+ * `--host` / `SHOAL_HOST` (`https://...` or `unix:///path`, or several separated by commas:
  * the next is tried when one cannot be reached), else the socket that `shoal up` /
  * `shoal manager` announces in the data dir (`--data-dir` / `SHOAL_DATA_DIR`, default
  * /var/lib/shoal). The token: `--token` / `SHOAL_TOKEN`, else `<data dir>/manager.token`.
+ * Over https the manager's certificate must lead to the CA the token pins (its fingerprint):
+ * no system trust store, and the token is sent only after that check.
  */
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { kindOfHttpStatus, ShoalError } from '../../src/errors.js';
+import { isShoalError, kindOfHttpStatus, ShoalError } from '../../src/errors.js';
 import { httpTargetOf, parseManagerUrls, type ManagerUrl } from '../api/manager-url.js';
 import { DEFAULT_DATA_DIR, socketPath, tokenPath } from '../daemon/index.js';
+import { parseToken } from '../security/tokens.js';
+import { tlsConnector } from '../security/tls-client.js';
+
+/**
+ * How to connect to `m` with `token` (node:http(s) and ws options): over https, a connector
+ * that checks the manager against the token's CA fingerprint first.
+ */
+export function connectOptions(m: ManagerUrl, token: string): { createConnection?: never } {
+  if (m.kind === 'unix') return {};
+  const t = parseToken(token);
+  if (!t) throw new ShoalError('InvalidParameter', 'BAD_TOKEN', 'the token is not a Shoal token (SHOAL-1-<CA fingerprint>-<secret>): over https the CLI checks the manager against the CA the token pins; copy the manager token from the manager\'s data dir');
+  return { createConnection: tlsConnector({ pins: [t.fingerprint] }) as never };
+}
 
 export interface Endpoint { url: string; token: string }
 
@@ -69,9 +85,10 @@ function sendTo(m: ManagerUrl, token: string, method: string, path: string, body
   const sink: string[] = [];
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const target = httpTargetOf(m, path);
+  const conn = connectOptions(m, token);
   return new Promise<string>((resolve, reject) => {
-    const req = httpRequest({
-      ...target, method,
+    const req = (m.kind === 'tcp' ? httpsRequest : httpRequest)({
+      ...target, method, ...(conn as object),
       headers: {
         authorization: `Bearer ${token}`,
         ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
@@ -94,7 +111,7 @@ function sendTo(m: ManagerUrl, token: string, method: string, path: string, body
     let sent = false;
     req.on('finish', () => { sent = true; });
     req.on('error', (e: NodeJS.ErrnoException) => {
-      const err = new ShoalError('Unavailable', 'UNREACHABLE', `cannot reach the manager at ${m.text}: ${e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'nothing is listening (is shoal up running?)' : e.message}`);
+      const err = new ShoalError('Unavailable', isShoalError(e) ? e.code : 'UNREACHABLE', `cannot reach the manager at ${m.text}: ${e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'nothing is listening (is shoal up running?)' : e.message}`);
       // What the caller may retry elsewhere: the errno, or "not sent" for a reset before the request went out.
       (err as { errno?: string }).errno = e.code === 'ECONNRESET' && !sent ? 'ECONNRESET_BEFORE_SEND' : (e.code ?? 'EUNKNOWN');
       reject(err);

@@ -17,10 +17,11 @@ import { prettyService } from './service-pretty.js';
 import { parseSince } from './time.js';
 import { NETWORK_FILTERS, NODE_FILTERS, networkView, nodeView, SERVICE_FILTERS, serviceView, taskFilters, taskView } from './views.js';
 import { managerNodeView, nodeRows, type ManagerStatus } from './nodes-table.js';
+import { SECURITY_COMMANDS } from './security-commands.js';
 
 /** Flags every command that talks to a manager takes. */
 export const GLOBAL_FLAGS: FlagSpec[] = [
-  { name: 'host', short: 'H', value: 'URL', help: 'manager to talk to: http://HOST:PORT or unix:///PATH (or SHOAL_HOST)' },
+  { name: 'host', short: 'H', value: 'URL', help: 'manager to talk to: https://HOST:PORT or unix:///PATH (or SHOAL_HOST)' },
   { name: 'token', value: 'TOKEN', help: 'manager token (or SHOAL_TOKEN; default: read from the data dir)' },
   { name: 'data-dir', value: 'DIR', help: 'where shoal up/manager announce their socket and token (or SHOAL_DATA_DIR; default /var/lib/shoal)' },
 ];
@@ -432,11 +433,11 @@ const ALIASES: Record<string, string> = { list: 'ls', remove: 'rm' };
 /** Looks up `group sub` (e.g. "service ls"); aliases `list`->`ls`, `remove`->`rm`. */
 export function findCommand(group: string | undefined, sub: string | undefined): { key: string; cmd: Command } | undefined {
   const key = `${group ?? ''} ${ALIASES[sub ?? ''] ?? sub ?? ''}`;
-  const cmd = commands[key];
+  const cmd = commands[key] ?? SECURITY_COMMANDS[key];
   return cmd ? { key, cmd } : undefined;
 }
 
 /** Every command of the table, `group sub` -> command (help and completion read this). */
 export function commandTable(): ReadonlyArray<[string, Command]> {
-  return Object.entries(commands);
+  return Object.entries({ ...commands, ...SECURITY_COMMANDS });
 }

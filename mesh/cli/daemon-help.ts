@@ -9,11 +9,12 @@ import type { CommandInfo } from './help.js';
 
 export const DAEMON_FLAG_HELP: Record<string, Pick<FlagSpec, 'help' | 'value' | 'choices'>> = {
   'data-dir': { value: 'DIR', help: 'state, socket and tokens (or SHOAL_DATA_DIR; default /var/lib/shoal)' },
-  listen: { value: 'HOST:PORT', help: 'also serve the API on TCP (agents of other machines join here)' },
+  listen: { value: 'HOST:PORT', help: 'also serve the API on TCP, TLS only (agents of other machines join here)' },
   name: { value: 'NAME', help: 'node name (agent), or this manager\'s name among several (default: the hostname)' },
   address: { value: 'IP', help: 'the node\'s underlay address: VXLAN endpoint and published ports (default 127.0.0.1)' },
-  join: { value: 'URL[,URL...]', help: 'managers to join (the next one is tried when one fails): http://HOST:PORT or unix:///PATH' },
-  token: { value: 'JOIN_TOKEN', help: 'the join token printed by shoal manager (or SHOAL_JOIN_TOKEN)' },
+  join: { value: 'URL[,URL...]', help: 'managers to join (the next one is tried when one fails): https://HOST:PORT or unix:///PATH' },
+  token: { value: 'JOIN_TOKEN', help: 'the join token printed by shoal manager (or SHOAL_JOIN_TOKEN); it pins the cluster CA' },
+  'node-cert-ttl': { value: 'DURATION', help: 'lifetime of the node certificates this manager issues: 24h (default), 30m, 90s; renewed at 2/3' },
   'node-ttl': { value: 'SECONDS', help: 'a node is down this long after its last heartbeat (default 10)' },
   'metrics-addr': { value: 'HOST:PORT', help: "Prometheus metrics listener ('' = off; up and agent default 127.0.0.1:9323)" },
   isolation: { value: 'MODE', choices: ['netns', 'none'], help: 'netns: each task in its own network namespace (root); none: tasks share the agent\'s' },

@@ -9,8 +9,9 @@
 import { WebSocket } from 'ws';
 import { wsUrl } from '../agent/session.js';
 import type { ClusterEvent, EventsFrame } from '../api/events.js';
+import { parseManagerUrls, type ManagerUrl } from '../api/manager-url.js';
 import { all, one, usageError, type FlagSpec, type Parsed } from './args.js';
-import type { Endpoint } from './client.js';
+import { connectOptions, type Endpoint } from './client.js';
 import { applyFilters, matchIdPrefix, parseFilters, type FilterSpec } from './filters.js';
 import { FORMAT_FLAG, formatOf } from './output.js';
 import { parseSince } from './time.js';
@@ -70,7 +71,7 @@ export function runEvents(ep: Endpoint, p: Parsed, io: { out: (s: string) => voi
   };
   const path = `/v1/events${since !== undefined ? `?since=${since}` : ''}`;
   return new Promise((resolve) => {
-    const ws = new WebSocket(wsUrl(ep.url, path), { headers: { authorization: `Bearer ${ep.token}` } });
+    const ws = new WebSocket(wsUrl(ep.url, path), { headers: { authorization: `Bearer ${ep.token}` }, ...connectOptions(parseManagerUrls(ep.url)[0] as ManagerUrl, ep.token) });
     let timer: NodeJS.Timeout | undefined;
     const stop = (): void => { if (timer) clearTimeout(timer); ws.close(); };
     ws.on('message', (d) => {

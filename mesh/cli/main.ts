@@ -29,12 +29,13 @@ const DAEMON_FLAGS: FlagSpec[] = [
   { name: 'data-dir' }, { name: 'listen' }, { name: 'name' }, { name: 'address' }, { name: 'join' }, { name: 'token' }, { name: 'node-ttl' },
   { name: 'metrics-addr' }, { name: 'isolation' }, { name: 'link-prefix' }, { name: 'netns-prefix' }, { name: 'dns-upstream', repeat: true }, { name: 'vxlan-port' }, { name: 'lb-dataplane' },
   { name: 'resync-interval' }, { name: 'ingress-subnet' }, { name: 'store' }, { name: 'leader-ttl' }, { name: 'heartbeat-interval' },
+  { name: 'node-cert-ttl' },
 ];
 
 type DaemonKind = 'up' | 'manager' | 'agent';
 /** Daemon flags that only some daemons read; any other daemon refuses them (a flag always means what it says). */
 const DAEMON_FLAG_KINDS: Readonly<Record<string, readonly DaemonKind[]>> = {
-  'listen': ['up', 'manager'], 'node-ttl': ['up', 'manager'], 'ingress-subnet': ['up', 'manager'], 'store': ['up', 'manager'], 'leader-ttl': ['up', 'manager'],
+  'listen': ['up', 'manager'], 'node-ttl': ['up', 'manager'], 'node-cert-ttl': ['up', 'manager'], 'ingress-subnet': ['up', 'manager'], 'store': ['up', 'manager'], 'leader-ttl': ['up', 'manager'],
   'join': ['agent'], 'token': ['agent'], 'heartbeat-interval': ['up', 'agent'],
   'address': ['up', 'agent'], 'isolation': ['up', 'agent'], 'link-prefix': ['up', 'agent'], 'netns-prefix': ['up', 'agent'],
   'dns-upstream': ['up', 'agent'], 'vxlan-port': ['up', 'agent'], 'lb-dataplane': ['up', 'agent'], 'resync-interval': ['up', 'agent'],
@@ -48,6 +49,14 @@ export function parseDuration(v: string, flag: string): number {
   const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
   if (!(ms >= 100) || ms > 86_400_000) throw new Error(`${flag} must be between 100ms and 24h, got '${v}'`);
   return Math.round(ms);
+}
+
+/** `--node-cert-ttl`: `90s`, `30m`, `24h`, `7d` or bare seconds; 3 s to 365 days. */
+export function parseCertTtl(v: string): number {
+  const m = /^(\d+)(s|m|h|d)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) * ({ s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'] ?? 1) : NaN;
+  if (!(n >= 3 && n <= 365 * 86_400)) throw new Error(`--node-cert-ttl must be a lifetime like 24h, 30m or 90s, from 3s to 365d, got '${v}'`);
+  return n;
 }
 
 /** `--metrics-addr HOST:PORT` ('' turns it off); up and agent serve 127.0.0.1:9323 by default. */
@@ -76,7 +85,12 @@ async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number>
   const ttl = seconds(one(p, 'node-ttl'), '--node-ttl');
   const leaderTtl = seconds(one(p, 'leader-ttl'), '--leader-ttl');
   const store = one(p, 'store');
+  const certTtl = one(p, 'node-cert-ttl');
+  const nodeCertTtlSeconds = certTtl === undefined ? undefined : parseCertTtl(certTtl);
   announcePid(dataDir, kind);
+  // A manager refusing this node for good (revoked, expired certificate) ends the agent: exit 1.
+  let fatal: (msg: string) => void = () => undefined;
+  const refusedForGood = new Promise<number>((resolve) => { fatal = (msg) => { log(msg); resolve(1); }; });
   const stops: Array<() => Promise<void>> = [];
   // One registry per process: the agent's DNS registers on it as it starts.
   const reg = new Registry();
@@ -88,14 +102,14 @@ async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number>
     const m = await startManager({
       dataDir, log, storeObserver: storeMetrics, ...(listen ? { listen } : {}), ...(ttl ? { nodeLeaseTtlSeconds: ttl } : {}),
       ...(store !== undefined ? { store } : {}), ...(name ? { name } : {}), ...(leaderTtl ? { leaderTtlSeconds: leaderTtl } : {}),
-      ...(ingressSubnet ? { ingressSubnet } : {}),
+      ...(ingressSubnet ? { ingressSubnet } : {}), ...(nodeCertTtlSeconds !== undefined ? { nodeCertTtlSeconds } : {}),
     });
     stops.push(() => m.stop());
     io.out(`manager ready: unix://${dataDir}/shoal.sock${m.url ? ` and ${m.url}` : ''}${store ? ` (store ${formatStoreLocation(parseStoreLocation(store))})` : ''}\n`);
     if (kind === 'manager') io.out(`join token: ${m.manager.cluster.joinToken}\n`);
     let agent: Agent | undefined;
     if (kind === 'up') {
-      const a = await startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, metricsRegistry: reg, ...nodeIdentity(p) });
+      const a = await startAgent({ managerUrl: `unix://${dataDir}/shoal.sock`, joinToken: () => m.manager.cluster.joinToken, dataDir: `${dataDir}/agent`, log, metricsRegistry: reg, ...nodeIdentity(p) });
       stops.unshift(() => a.stop());
       agent = a.agent;
     }
@@ -109,19 +123,19 @@ async function daemon(kind: DaemonKind, argv: string[], io: Io): Promise<number>
     const token = one(p, 'token') ?? io.env['SHOAL_JOIN_TOKEN'];
     if (!join || !token) throw new Error('shoal agent needs --join URL and --token JOIN_TOKEN (printed by shoal manager)');
     parseManagerUrls(join, '--join'); // a bad list is refused before anything on the node is touched
-    const a = await startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, ...nodeIdentity(p) });
+    const a = await startAgent({ managerUrl: join, joinToken: token, dataDir, log, metricsRegistry: reg, onFatal: (msg) => fatal(msg), ...nodeIdentity(p) });
     stops.push(() => a.stop());
     const stopMetrics = await startMetrics(p, '127.0.0.1:9323', reg, () => registerAgentMetrics(reg, a.agent), io);
     if (stopMetrics) stops.unshift(stopMetrics);
     io.out(`agent started, joining ${join}\n`);
   }
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  const code = await Promise.race([refusedForGood, new Promise<number>((resolve) => {
+    process.once('SIGINT', () => resolve(0));
+    process.once('SIGTERM', () => resolve(0));
+  })]);
   for (const s of stops) await s();
   rmSync(pidPath(dataDir), { force: true });
-  return 0;
+  return code;
 }
 
 /** `<data-dir>/shoal.pid`: how `shoal down` finds the daemon (the start time tells a reused pid apart). */

@@ -4,8 +4,9 @@
  * managers form one cluster (daemon/store.ts, manager/leader.ts).
  *
  * A manager announces itself in its data dir: `shoal.sock` (the API on a unix socket, mode
- * 0600), `manager.token` and `join.token` (0600). The CLI on the same machine finds all three
- * through `--data-dir` / `SHOAL_DATA_DIR`.
+ * 0600), `manager.token` and `join.token` (0600, rewritten when rotated) and `ca.pem` (the
+ * cluster CA, for tools like `curl --cacert`). The CLI on the same machine finds them through
+ * `--data-dir` / `SHOAL_DATA_DIR`. Its `--listen` TCP listener serves TLS only (mesh/security).
  */
 import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
@@ -25,7 +26,9 @@ import { recordFootprint, RecordingSysctl } from './footprint.js';
 import { chooseDataplane, hostLocalnetGuard, hostPublishDataplane, loopbackWarning, type DataplaneChoice } from './dataplane.js';
 import { instanceNames } from './instance.js';
 import { tcpManagerUrl } from '../api/manager-url.js';
-import { closeApiServer, createApiServer } from '../api/server.js';
+import { closeApiServer, createApiServer, listenApiServer } from '../api/server.js';
+import { ManagerTls } from '../security/manager-tls.js';
+import type { ClusterInfo } from '../manager/cluster.js';
 import { openClusterStore } from './store.js';
 import { Manager, type ManagerOptions } from '../manager/index.js';
 import { createDrivers, hostDriverContext, type NetworkDriver } from '../../src/drivers/index.js';
@@ -56,6 +59,8 @@ export interface ManagerProcessOptions {
   leaderTtlSeconds?: number;
   /** Timing of every etcd request (metrics). */
   storeObserver?: RequestObserver;
+  /** Lifetime of the node certificates this manager issues, s (`--node-cert-ttl`; default 24 h). */
+  nodeCertTtlSeconds?: number;
   log: (msg: string, err?: unknown) => void;
 }
 
@@ -63,16 +68,11 @@ export interface Running {
   manager: Manager;
   store: Store;
   servers: Server[];
-  /** The TCP URL when listening on TCP. */
+  /** The TCP URL (https) when listening on TCP. */
   url?: string;
+  /** The TLS identity of the TCP listener. */
+  tls?: ManagerTls;
   stop(): Promise<void>;
-}
-
-function listen(server: Server, where: { path: string } | { host: string; port: number }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(where, () => { server.off('error', reject); resolve(); });
-  });
 }
 
 function parseListen(s: string): { host: string; port: number } {
@@ -87,7 +87,12 @@ export async function startManager(o: ManagerProcessOptions): Promise<Running> {
   const cs = await openClusterStore({ dataDir: o.dataDir, ...(o.store !== undefined ? { store: o.store } : {}), ...(o.storeObserver ? { observe: o.storeObserver } : {}) });
   const store = cs.store;
   const where = o.listen ? parseListen(o.listen) : undefined;
-  const mopts: ManagerOptions = { log: o.log };
+  const writeTokens = (c: ClusterInfo): void => {
+    writeFileSync(tokenPath(o.dataDir, 'manager'), c.managerToken + '\n', { mode: 0o600 });
+    writeFileSync(tokenPath(o.dataDir, 'join'), c.joinToken + '\n', { mode: 0o600 });
+  };
+  const mopts: ManagerOptions = { log: o.log, onTokens: writeTokens };
+  if (o.nodeCertTtlSeconds !== undefined) mopts.nodeCertTtlSeconds = o.nodeCertTtlSeconds;
   const ttl = o.nodeLeaseTtlSeconds ?? (cs.shared ? HA_NODE_TTL_SECONDS : undefined);
   if (ttl !== undefined) mopts.nodeLeaseTtlSeconds = ttl;
   if (cs.shared) {
@@ -111,23 +116,26 @@ export async function startManager(o: ManagerProcessOptions): Promise<Running> {
   // A socket file left by a killed manager: the store's dir lock proved we are the only one.
   if (existsSync(sock)) rmSync(sock);
   const local = createApiServer(manager, { log: o.log });
-  await listen(local, { path: sock });
+  await listenApiServer(local, { path: sock });
   await chmod(sock, 0o600);
   servers.push(local);
   let url: string | undefined;
+  let tls: ManagerTls | undefined;
   if (where) {
-    const tcp = createApiServer(manager, { log: o.log });
-    await listen(tcp, where);
-    const addr = tcp.address();
-    const port = typeof addr === 'object' && addr ? addr.port : where.port;
-    url = tcpManagerUrl(where.host, port);
+    tls = await ManagerTls.create(manager.security, { name: mopts.ha?.name ?? (hostname().split('.')[0] || 'manager'), listenHost: where.host, log: o.log });
+    const tcp = createApiServer(manager, { log: o.log, tls });
     servers.push(tcp);
+    url = tcpManagerUrl(where.host, await listenApiServer(tcp, where));
   }
-  writeFileSync(tokenPath(o.dataDir, 'manager'), manager.cluster.managerToken + '\n', { mode: 0o600 });
-  writeFileSync(tokenPath(o.dataDir, 'join'), manager.cluster.joinToken + '\n', { mode: 0o600 });
+  writeTokens(manager.cluster);
+  const writeCa = (): void => writeFileSync(join(o.dataDir, 'ca.pem'), manager.security.trustedCas.join(''), { mode: 0o644 });
+  writeCa();
+  const offCa = manager.security.on((e) => { if (e.type === 'ca') writeCa(); });
   const running: Running = {
     manager, store, servers,
     async stop() {
+      offCa();
+      tls?.stop();
       for (const s of servers) await closeApiServer(s);
       await manager.stop();
       await cs.close();
@@ -135,12 +143,16 @@ export async function startManager(o: ManagerProcessOptions): Promise<Running> {
     },
   };
   if (url) running.url = url;
+  if (tls) running.tls = tls;
   return running;
 }
 
 export interface AgentProcessOptions {
   managerUrl: string;
-  joinToken: string;
+  /** The join token, or a function returning the current one (`shoal up`: it may be rotated). */
+  joinToken: string | (() => string);
+  /** Called when a manager refused this node for good (revoked, expired certificate). */
+  onFatal?: (msg: string) => void;
   dataDir: string;
   name?: string;
   address?: string;
@@ -199,7 +211,7 @@ export async function startAgent(o: AgentProcessOptions): Promise<RunningAgent> 
   if (lb) o.log(`load balancing: ${lb.kind} in every task sandbox and the ingress sandbox; published ports: nftables in the node's namespace`);
   else if (!ctx) o.log('load balancing: VIPs off (tasks share the agent\'s namespace: intercepting VIP traffic needs root and sandboxes); published ports: userspace proxy at the node address');
   const agent = new Agent({
-    managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log,
+    managerUrl: o.managerUrl, joinToken: o.joinToken, name, address, dataDir: o.dataDir, log: o.log, ...(o.onFatal ? { onFatal: o.onFatal } : {}),
     ...(ctx && names ? { network: { ctx, drivers: new Map(Object.entries(createDrivers(ctx))) as Map<DriverName, NetworkDriver>, nsPrefix: names.netnsPrefix } } : {}),
     dns: {
       ...(o.dnsUpstreams?.length ? { upstreams: o.dnsUpstreams.map(parseUpstream) } : {}),

@@ -7,6 +7,7 @@
  */
 import type { Store, Watcher } from '../../src/store/types.js';
 import { ensureCluster, type ClusterInfo } from './cluster.js';
+import { ClusterSecurity } from '../security/index.js';
 import { ensureIngressNetwork, ingressNetwork } from './ingress.js';
 import { LeaderElection, listManagers, type ManagerStatus } from './leader.js';
 import { watchLiveness } from './nodes.js';
@@ -23,11 +24,16 @@ export interface ManagerOptions {
   log?: (msg: string, err?: unknown) => void;
   /** Several managers on one store: register under `name` and run singletons only when elected. */
   ha?: { name: string; url?: string; leaseTtlSeconds?: number };
+  /** Lifetime of the node certificates this manager issues, s (default 24 h). */
+  nodeCertTtlSeconds?: number;
+  /** Called when the tokens change (rotation): the daemon rewrites them into its data dir. */
+  onTokens?: (c: ClusterInfo) => void;
 }
 
 export class Manager {
   readonly scheduler: Scheduler;
-  cluster!: ClusterInfo;
+  /** Tokens, CA, revoked nodes, certificates (mesh/security); set by start(). */
+  security!: ClusterSecurity;
   private liveness: Watcher | undefined;
   readonly nodeLeaseTtlSeconds: number;
   private readonly ingressSubnet: string | undefined;
@@ -61,11 +67,19 @@ export class Manager {
     this.view = new ClusterView(store, this.log);
   }
 
+  /** The cluster's id and current tokens. */
+  get cluster(): ClusterInfo { return this.security.cluster; }
+
   /** Whether this manager runs the singleton work now (always, without HA). */
   get isLeader(): boolean { return this.election ? this.election.isLeader : this.singletons; }
 
   async start(): Promise<void> {
-    this.cluster = await ensureCluster(this.store);
+    await ensureCluster(this.store);
+    this.security = await ClusterSecurity.open(this.store, {
+      log: this.log,
+      ...(this.opts.nodeCertTtlSeconds !== undefined ? { nodeCertTtlSeconds: this.opts.nodeCertTtlSeconds } : {}),
+      ...(this.opts.onTokens ? { onTokens: this.opts.onTokens } : {}),
+    });
     if (!this.election) return this.startSingletons();
     await this.election.start();
     // Every node's ingress sandbox gets its address at join: wait for the leader to have made
@@ -113,6 +127,7 @@ export class Manager {
   }
 
   async stop(): Promise<void> {
+    this.security?.stop();
     if (this.election) await this.election.stop();
     else await this.stopSingletons();
     this.view.stop();

@@ -12,13 +12,15 @@ import type { Node } from '../../src/model/types.js';
 import type { Store, Watcher } from '../../src/store/types.js';
 import type { NodeJoin, NodeUpdate } from '../api/validate.js';
 import { claimNodeIngress, releaseNodeIngress } from './ingress.js';
+import { revokeOp } from '../security/revocation.js';
 import {
   deleteName, deleteObject, getObject, listObjects, nameFree, putName, putObject, resolveObject, unchanged,
 } from './objects.js';
 
 export interface JoinResult { node: Node; leaseId: number; leaseTtlSeconds: number }
 
-export async function joinNode(store: Store, req: NodeJoin, leaseTtlSeconds: number): Promise<JoinResult> {
+/** `certNodeId`: the id a new node gets when its agent came with a node certificate (it names the id). */
+export async function joinNode(store: Store, req: NodeJoin, leaseTtlSeconds: number, certNodeId?: string): Promise<JoinResult> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const idKv = await store.get(nameKey('nodes', req.name));
     const existing = idKv ? await getObject(store, 'nodes', idKv.value) : undefined;
@@ -26,7 +28,7 @@ export async function joinNode(store: Store, req: NodeJoin, leaseTtlSeconds: num
     const now = new Date().toISOString();
     const node: Node = existing
       ? { ...existing.obj, address: req.address, state: 'ready', lease: lease.id, updatedAt: now }
-      : { id: newId(), name: req.name, address: req.address, state: 'ready', availability: 'active', lease: lease.id, labels: {}, createdAt: now, updatedAt: now };
+      : { id: certNodeId ?? newId(), name: req.name, address: req.address, state: 'ready', availability: 'active', lease: lease.id, labels: {}, createdAt: now, updatedAt: now };
     if (req.boundPorts) node.boundPorts = req.boundPorts;
     const ingress = await claimNodeIngress(store, node);
     if (ingress) node.ingress = ingress.ingress;
@@ -108,7 +110,8 @@ export async function removeNode(store: Store, ref: string, force: boolean): Pro
   }
   const res = await store.txn({
     compare: [unchanged('nodes', v.obj.id, v.modRevision)],
-    success: [deleteObject('nodes', v.obj.id), deleteName('nodes', v.obj.name), { type: 'delete', key: aliveKey(v.obj.id) }, ...releaseNodeIngress(v.obj)],
+    // Its certificate is revoked in the same transaction: a removed node cannot come back with it.
+    success: [deleteObject('nodes', v.obj.id), deleteName('nodes', v.obj.name), { type: 'delete', key: aliveKey(v.obj.id) }, ...releaseNodeIngress(v.obj), revokeOp(v.obj)],
   });
   if (!res.succeeded) throw conflict(`node '${v.obj.name}' changed meanwhile; try again`);
   if (v.obj.lease) await store.revokeLease(v.obj.lease).catch(() => undefined);

@@ -8,7 +8,7 @@
  *   netns Pul: bridge br0 (the underlay switch; no uplink, no route to the host)
  *     |-- veth P-m  <-> eth0 in netns Pm   manager   .2   `shoal manager --listen .2:4242`
  *     |-- veth P-c  <-> eth0 in netns Pc   client    .3   (outside the cluster: curl, dig, ...)
- *     |-- veth P-n1 <-> eth0 in netns Pn1  node Pn1  .11  `shoal agent --join http://.2:4242`
+ *     |-- veth P-n1 <-> eth0 in netns Pn1  node Pn1  .11  `shoal agent --join https://.2:4242`
  *     `-- veth P-n2 <-> eth0 in netns Pn2  node Pn2  .12  ...
  * ```
  *
@@ -91,7 +91,7 @@ export interface HarnessHost {
 
 /** The manager: `shoal manager` in its own netns. */
 export interface HarnessManager extends HarnessHost {
-  /** The API on the underlay, `http://<address>:<port>` (reachable from nodes and client only). */
+  /** The API on the underlay, `https://<address>:<port>`, TLS only (reachable from nodes and client only). */
   readonly url: string;
   /** Its data dir; `shoal.sock` there is the API on a unix socket, usable from any netns. */
   readonly dataDir: string;
@@ -331,7 +331,7 @@ class ManagerImpl extends Host implements HarnessManager {
 
   constructor(netns: string, address: string, port: string, h: HarnessImpl, private readonly apiPort: number, index = 0) {
     super(netns, address, port, h);
-    this.url = `http://${address}:${apiPort}`;
+    this.url = `https://${address}:${apiPort}`;
     this.dataDir = join(h.dir, index === 0 ? 'manager' : `manager${index + 1}`);
   }
 

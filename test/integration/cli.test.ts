@@ -44,7 +44,7 @@ const TALKER = 'i=0; while [ $i -lt 100000 ]; do echo "$$ line $i"; i=$((i+1)); 
 
 beforeAll(async () => {
   const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
+  url = `https://127.0.0.1:${port}`;
   const m = startShoal(['manager', '--data-dir', join(dir, 'manager'), '--listen', `127.0.0.1:${port}`, '--metrics-addr', ''], children);
   const joinToken = await until(() => /join token: (\S+)/.exec(m.output())?.[1], `manager to start (${m.output()})`, 30_000);
   token = readFileSync(join(dir, 'manager', 'manager.token'), 'utf8').trim();

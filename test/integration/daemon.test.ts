@@ -60,7 +60,7 @@ let agent: ReturnType<typeof start>;
 
 beforeAll(async () => {
   port = await freePort();
-  url = `http://127.0.0.1:${port}`;
+  url = `https://127.0.0.1:${port}`;
   manager = await startManager();
   token = (await import('node:fs')).readFileSync(join(mgrDir, 'manager.token'), 'utf8').trim();
   agent = startAgent();

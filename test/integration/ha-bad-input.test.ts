@@ -55,10 +55,11 @@ describe('HA control plane: bad input', () => {
       [['manager', '--data-dir', dir, '--node-ttl', '0'], /--node-ttl must be a whole number of seconds from 1 to 3600, got '0'/],
       [['manager', '--data-dir', dir, '--leader-ttl', '1.5'], /--leader-ttl must be a whole number of seconds/],
       [['manager', '--data-dir', dir, '--heartbeat-interval', '1s'], /--heartbeat-interval is not a flag of shoal manager \(only of shoal up and shoal agent\)/, 2],
-      [['agent', '--join', 'http://127.0.0.1:1', '--token', 't', '--data-dir', dir, '--store', 'etcd://a:1'], /--store is not a flag of shoal agent \(only of shoal up and shoal manager\)/, 2],
-      [['agent', '--join', 'http://127.0.0.1:1,ftp://x', '--token', 't', '--data-dir', dir], /--join 'ftp:\/\/x' must be an http:\/\/ URL or a unix:\/\/ socket path/],
-      [['agent', '--join', 'http://127.0.0.1:1', '--token', 't', '--data-dir', dir, '--heartbeat-interval', 'soon'], /--heartbeat-interval must be a duration/],
-      [['service', 'ls', '--host', 'http://127.0.0.1:1,http://127.0.0.1:1'], /names http:\/\/127\.0\.0\.1:1 twice/],
+      [['agent', '--join', 'https://127.0.0.1:1', '--token', 't', '--data-dir', dir, '--store', 'etcd://a:1'], /--store is not a flag of shoal agent \(only of shoal up and shoal manager\)/, 2],
+      [['agent', '--join', 'https://127.0.0.1:1,ftp://x', '--token', 't', '--data-dir', dir], /--join 'ftp:\/\/x' must be an https:\/\/ URL or a unix:\/\/ socket path/],
+      [['agent', '--join', 'http://127.0.0.1:1', '--token', 't', '--data-dir', dir], /--join 'http:\/\/127\.0\.0\.1:1': managers serve TLS only: use https:\/\/127\.0\.0\.1:1/],
+      [['agent', '--join', 'https://127.0.0.1:1', '--token', 't', '--data-dir', dir, '--heartbeat-interval', 'soon'], /--heartbeat-interval must be a duration/],
+      [['service', 'ls', '--host', 'https://127.0.0.1:1,https://127.0.0.1:1'], /names https:\/\/127\.0\.0\.1:1 twice/],
     ];
     for (const [argv, want, code] of cases) {
       const r = await shoal(...argv);

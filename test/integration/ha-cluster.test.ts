@@ -233,13 +233,13 @@ describe('several managers on etcd', () => {
     try {
       // A real HTTP client from outside the cluster, at a manager's TCP API.
       const r = await until(async () => {
-        const res = await h.client.exec(['curl', '-s', '--max-time', '15', '-H', `Authorization: Bearer ${h.manager.token}`, `${h.manager.url}/v1/services`], { timeoutMs: 20_000 });
+        const res = await h.client.exec(['curl', '-s', '--max-time', '15', '--cacert', join(h.manager.dataDir, 'ca.pem'), '-H', `Authorization: Bearer ${h.manager.token}`, `${h.manager.url}/v1/services`], { timeoutMs: 20_000 });
         return res.stdout.includes('STORE_UNAVAILABLE') ? res : undefined;
       }, 'a 503 from the API', 30_000, 200);
       const body = JSON.parse(r.stdout) as { code: string; message: string };
       expect(body.code).toBe('SHOAL_ERR_STORE_UNAVAILABLE');
       expect(body.message).toMatch(/cluster store \(etcd at .*\) is unavailable/);
-      const status = await h.client.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '15', '-H', `Authorization: Bearer ${h.manager.token}`, `${h.manager.url}/v1/nodes`], { timeoutMs: 20_000 });
+      const status = await h.client.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '15', '--cacert', join(h.manager.dataDir, 'ca.pem'), '-H', `Authorization: Bearer ${h.manager.token}`, `${h.manager.url}/v1/nodes`], { timeoutMs: 20_000 });
       expect(status.stdout).toBe('503');
       const cli = await h.shoal('service', 'ls');
       expect(cli.code).toBe(1);

@@ -62,7 +62,7 @@ beforeAll(async () => {
     chmodSync(dir, 0o755);
   }
   const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
+  url = `https://127.0.0.1:${port}`;
   const m = start(['manager', '--data-dir', join(dir, 'manager'), '--listen', `127.0.0.1:${port}`, '--metrics-addr', '']);
   await until(() => /join token: (\S+)/.exec(m.output())?.[1], `manager to start (${m.output()})`, 20_000);
   const joinToken = /join token: (\S+)/.exec(m.output())?.[1] ?? '';

@@ -30,7 +30,7 @@ const svc = (extra: Record<string, unknown>): Record<string, unknown> => ({ name
 const apiCases: ApiCase[] = [
   { name: 'no token', method: 'GET', path: '/v1/networks', headers: { authorization: '' }, status: 401, message: /token/ },
   { name: 'wrong token', method: 'GET', path: '/v1/networks', headers: { authorization: 'Bearer nope' }, status: 401, message: /wrong token/ },
-  { name: 'join token is not a manager token', method: 'GET', path: '/v1/networks', headers: { authorization: 'JOIN' }, status: 401, message: /token/ },
+  { name: 'join token is not a manager token', method: 'GET', path: '/v1/networks', headers: { authorization: 'JOIN' }, status: 403, message: /join token only joins nodes/ },
   { name: 'unknown path', method: 'GET', path: '/v1/frobs', status: 404, message: /not found/ },
   { name: 'wrong method', method: 'PUT', path: '/v1/networks', status: 400, message: /not allowed/ },
   { name: 'invalid JSON', method: 'POST', path: '/v1/networks', body: '{"name": "x",', status: 400, message: /not valid JSON/ },
@@ -202,7 +202,7 @@ const cliCases: CliCase[] = [
   { name: 'events unknown filter', argv: ['events', '--filter', 'container=web'], message: /known: type, event, name, id, service, node, network/ },
   { name: 'events bad type', argv: ['events', '--filter', 'type=volume'], message: /must be one of network, service, task, node/ },
   { name: 'events --since garbage', argv: ['events', '--since', 'soon'], message: /--since 'soon' is neither/ },
-  { name: 'bad --host', argv: ['network', 'ls', '--host', 'ftp://x'], message: /must be an http:\/\/ URL or a unix:\/\/ socket path/ },
+  { name: 'bad --host', argv: ['network', 'ls', '--host', 'ftp://x'], message: /must be an https:\/\/ URL or a unix:\/\/ socket path/ },
   // Swarm service flags
   { name: 'bad --mode', argv: ['service', 'create', '--name', 's3', '--mode', 'sometimes', '--', 'true'], message: /service.mode must be one of replicated, global/ },
   { name: '--mode on update', argv: ['service', 'update', '--mode', 'global', 'web'], code: 2, message: /unknown flag --mode/ },

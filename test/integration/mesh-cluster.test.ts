@@ -4,7 +4,7 @@
  * agent reconnect after a manager restart.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { Agent } from '../../mesh/agent/index.js';
 import type { Network, Node, Service, Task } from '../../src/model/types.js';
 import { openEmbeddedStore } from '../../src/store/embedded.js';
 import type { Store } from '../../src/store/types.js';
-import { api, cli, startTestManager, until, type TestManager } from '../helpers/cluster.js';
+import { api, cli, startTestManager, until, wsTls, type TestManager } from '../helpers/cluster.js';
 
 let dir: string;
 let store: Store;
@@ -173,7 +173,7 @@ describe('CLI against a live cluster', () => {
     for (const t of ts) expect(logs).toMatch(new RegExp(`^talker\\.${t.slot}\\.${t.id}@node-[ab] \\| tick \\d+$`, 'm'));
     // Follow: new lines keep coming over one open response.
     const seen = await new Promise<string>((resolve, reject) => {
-      const req = request(`${m.url}/v1/services/talker/logs?follow=1`, { headers: { authorization: `Bearer ${m.token}` } }, (res) => {
+      const req = request(`${m.url}/v1/services/talker/logs?follow=1`, { headers: { authorization: `Bearer ${m.token}` }, ...wsTls(m) }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {

@@ -1,7 +1,8 @@
 /**
  * The manager's WebSockets over real sockets: the watch stream (`/v1/watch`: established
  * frame, events in revision order, resume, relist fallback, auth, secrets never sent, slow
- * consumers closed with 4008) and the agent session (`/v1/agent`: join token, join first).
+ * consumers closed with 4008) and the agent session (`/v1/agent`: node certificate, join first),
+ * over the manager's TLS listener.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -11,7 +12,7 @@ import type { WatchFrame } from '../../mesh/api/watch.js';
 import { SECRETS_PREFIX } from '../../mesh/manager/cluster.js';
 import { ROOT } from '../../src/model/keys.js';
 import type { Network, Node } from '../../src/model/types.js';
-import { api, startTestManager, until, type TestManager } from '../helpers/cluster.js';
+import { api, joinCert, startTestManager, until, wssUrl, wsTls, type TestManager, type TestNodeCert } from '../helpers/cluster.js';
 
 type EventsFrame = Extract<WatchFrame, { type: 'events' }>;
 type EstablishedFrame = Extract<WatchFrame, { type: 'established' }>;
@@ -55,9 +56,8 @@ const clients: WebSocket[] = [];
 const managers: TestManager[] = [];
 
 /** Connects; resolves once open, rejects with the HTTP status when the upgrade is refused. */
-function connect(m: TestManager, path: string, token: string | undefined): Promise<Client> {
-  const url = m.url.replace(/^http/, 'ws') + path;
-  const ws = new WebSocket(url, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+function connect(m: TestManager, path: string, token: string | undefined, cert?: TestNodeCert): Promise<Client> {
+  const ws = new WebSocket(wssUrl(m, path), { ...wsTls(m, cert), ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }) });
   clients.push(ws);
   const c = new Client(ws);
   return new Promise((resolve, reject) => {
@@ -243,8 +243,9 @@ describe('/v1/watch', () => {
     expect(c.events[0]?.revision).toBe(cur + 1);
   });
 
-  it('accepts the join token', async () => {
-    const c = await connect(m, '/v1/watch', m.joinToken);
+  it('refuses the join token (403: it only joins); accepts a node certificate', async () => {
+    expect(await refusedWith(connect(m, '/v1/watch', m.joinToken))).toBe(403);
+    const c = await connect(m, '/v1/watch', undefined, await joinCert(m, 'watcher'));
     await c.frame(0);
     expect(c.established.relist).toBe(true);
     expect(c.established.kvs?.some((kv) => kv.key.startsWith(SECRETS_PREFIX))).toBe(false);
@@ -259,7 +260,7 @@ describe('/v1/watch', () => {
   });
 
   it('refuses a token given without the Bearer scheme', async () => {
-    const ws = new WebSocket(`${m.url.replace(/^http/, 'ws')}/v1/watch`, { headers: { authorization: m.token } });
+    const ws = new WebSocket(wssUrl(m, '/v1/watch'), { ...wsTls(m), headers: { authorization: m.token } });
     clients.push(ws);
     const status = await new Promise<number | undefined>((resolve, reject) => {
       ws.once('unexpected-response', (_req, res: IncomingMessage) => { resolve(res.statusCode); res.resume(); });
@@ -320,14 +321,15 @@ describe('/v1/watch', () => {
 });
 
 describe('/v1/agent', () => {
-  it('refuses the manager token and a wrong token with 401', async () => {
+  it('refuses the manager token, the join token and a wrong token with 401 (agents use their node certificate)', async () => {
     expect(await refusedWith(connect(m, '/v1/agent', m.token))).toBe(401);
+    expect(await refusedWith(connect(m, '/v1/agent', m.joinToken))).toBe(401);
     expect(await refusedWith(connect(m, '/v1/agent', 'SHOALJOIN-wrong'))).toBe(401);
     expect(await refusedWith(connect(m, '/v1/agent', undefined))).toBe(401);
   });
 
   it('requires join as the first message: a heartbeat first gets an error and a close', async () => {
-    const c = await connect(m, '/v1/agent', m.joinToken);
+    const c = await connect(m, '/v1/agent', undefined, await joinCert(m, 'first-hb'));
     c.ws.send(JSON.stringify({ type: 'heartbeat' }));
     const f = await c.frame(0);
     expect(f).toEqual({ type: 'error', message: expect.stringMatching(/send join first/) as string });
@@ -337,25 +339,26 @@ describe('/v1/agent', () => {
   });
 
   it('closes a session whose message is not a JSON object', async () => {
-    const c = await connect(m, '/v1/agent', m.joinToken);
+    const c = await connect(m, '/v1/agent', undefined, await joinCert(m, 'not-json'));
     c.ws.send('hello');
     expect((await c.waitClosed()).code).toBe(4400);
   });
 
   it('refuses an invalid join with an error naming the problem', async () => {
-    const c = await connect(m, '/v1/agent', m.joinToken);
+    const c = await connect(m, '/v1/agent', undefined, await joinCert(m, 'bad-join'));
     c.ws.send(JSON.stringify({ type: 'join', name: 'bad name', address: '127.0.0.1' }));
     expect(await c.frame(0)).toEqual({ type: 'error', message: expect.stringMatching(/node name 'bad name' is invalid/) as string });
     expect((await c.waitClosed()).code).toBe(4400);
   });
 
   it('answers a valid join with welcome, then the established watch frame', async () => {
-    const c = await connect(m, '/v1/agent', m.joinToken);
+    const id = await joinCert(m, 'agent-1');
+    const c = await connect(m, '/v1/agent', undefined, id);
     c.ws.send(JSON.stringify({ type: 'join', name: 'agent-1', address: '127.0.0.1' }));
     const welcome = await c.frame(0, 'welcome');
     expect(welcome['type']).toBe('welcome');
     const node = welcome['node'] as Node;
-    expect(node).toMatchObject({ name: 'agent-1', address: '127.0.0.1', state: 'ready', availability: 'active' });
+    expect(node).toMatchObject({ id: id.nodeId, name: 'agent-1', address: '127.0.0.1', state: 'ready', availability: 'active' });
     expect(welcome['leaseTtlSeconds']).toBe(m.manager.nodeLeaseTtlSeconds);
     const est = await c.frame(1, 'established');
     expect(est['type']).toBe('established');

@@ -14,7 +14,7 @@ import type { WatchBatch } from '../../src/store/types.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { storeConformance, waitFor } from '../store/conformance.js';
 import { WebSocket } from 'ws';
-import { startTestManager } from '../helpers/cluster.js';
+import { startTestManager, wssUrl, wsTls, type TestManager } from '../helpers/cluster.js';
 import type { WatchFrame } from '../../mesh/api/watch.js';
 
 let cluster: Promise<EtcdCluster> | undefined;
@@ -160,8 +160,8 @@ describe('etcd store on a cluster that loses members', () => {
 
 describe('manager watch stream on etcd', () => {
   /** The first frame of /v1/watch?revision=R. */
-  async function firstFrame(url: string, token: string, revision: number): Promise<WatchFrame> {
-    const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/watch?revision=${revision}`, { headers: { authorization: `Bearer ${token}` } });
+  async function firstFrame(m: TestManager, token: string, revision: number): Promise<WatchFrame> {
+    const ws = new WebSocket(wssUrl(m, `/v1/watch?revision=${revision}`), { ...wsTls(m), headers: { authorization: `Bearer ${token}` } });
     try {
       return await new Promise<WatchFrame>((resolve, reject) => {
         ws.once('message', (d) => resolve(JSON.parse(d.toString()) as WatchFrame));
@@ -179,7 +179,7 @@ describe('manager watch stream on etcd', () => {
     try {
       const r1 = (await store.put('/shoal/bench/a', '1')).revision;
       await store.put('/shoal/bench/a', '2');
-      const resumed = await firstFrame(m.url, m.token, r1);
+      const resumed = await firstFrame(m, m.token, r1);
       expect(resumed).toEqual({ type: 'established', revision: r1, relist: false });
       // etcdctl compacts past r1: an agent resuming from r1 must get the full list instead.
       await store.put('/shoal/bench/a', '3');
@@ -187,7 +187,7 @@ describe('manager watch stream on etcd', () => {
       const r = await c.etcdctl(['compact', String(now)]);
       expect(r.code, r.stderr).toBe(0);
       expect(await store.compactedRevision()).toBe(now - 1);
-      const relisted = await firstFrame(m.url, m.token, r1);
+      const relisted = await firstFrame(m, m.token, r1);
       expect(relisted).toMatchObject({ type: 'established', relist: true });
       expect(relisted.type === 'established' && relisted.kvs?.find((kv) => kv.key === '/shoal/bench/a')?.value).toBe('3');
     } finally {

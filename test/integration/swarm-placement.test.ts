@@ -5,6 +5,8 @@
  * (`node update --label-add/--label-rm`) steer a constrained service, a service no node can take
  * stays pending with Docker's reason in `service ps`, and is placed once a label makes a node fit.
  */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Node, Service, Task } from '../../src/model/types.js';
 import { destroyAllHarnesses, startHarness, type Harness, type HarnessNode } from '../harness/cluster.js';
@@ -85,8 +87,10 @@ describe('global services', () => {
     await runningOn('mon', [n1.name, n2.name]);
     const all = await h.json<Task[]>('service', 'ps', 'mon');
     expect(all.find((t) => t.nodeId === oldId)?.status.state).toBe('orphaned');
-    // Removed, it joins again as a new node (a new id) and gets a task of its own.
+    // Removed (its certificate revoked), it joins again as a new node (a new id) once its old
+    // identity is gone (Docker's `swarm leave`), and gets a task of its own.
     await ok('node', 'rm', n3.name);
+    rmSync(join(n3.dataDir, 'tls'), { recursive: true, force: true });
     await n3.startAgent();
     const newId = await idOf(n3);
     expect(newId).not.toBe(oldId);

@@ -49,7 +49,8 @@ async function running(service: string, n: number): Promise<Task[]> {
 }
 
 const curl = async (...args: string[]): Promise<{ code: string; body: string; headers: string }> => {
-  const r = await h.client.exec(['curl', '-sS', '-D', '-', '-o', '/dev/stdout', '-w', '\n%{http_code}', '--max-time', '10', ...args]);
+  // The manager serves TLS with a certificate from the cluster CA (its data dir's ca.pem).
+  const r = await h.client.exec(['curl', '-sS', '--cacert', join(h.manager.dataDir, 'ca.pem'), '-D', '-', '-o', '/dev/stdout', '-w', '\n%{http_code}', '--max-time', '10', ...args]);
   const lines = r.stdout.trimEnd().split('\n');
   return { code: lines.pop() ?? '', body: r.stdout, headers: r.stdout.split('\r\n\r\n')[0] ?? '' };
 };

@@ -252,7 +252,7 @@ describe('Agent task reconciler', () => {
   it('a task that cannot start reports why and backs off; the others start', async () => {
     let now = 1000;
     const rt = new PickyRuntime(new Set(['bad']));
-    const agent = new Agent({ managerUrl: 'http://127.0.0.1:1', joinToken: 't', name: 'n1', address: '127.0.0.1', dataDir: '/tmp/shoal-unit-agent', runtime: rt, now: () => now, resyncIntervalMs: 0 });
+    const agent = new Agent({ managerUrl: 'https://127.0.0.1:1', joinToken: 't', name: 'n1', address: '127.0.0.1', dataDir: '/tmp/shoal-unit-agent', runtime: rt, now: () => now, resyncIntervalMs: 0 });
     const reports: Array<{ id: string; message: string }> = [];
     agent.session.reportStatus = (id, st) => { reports.push({ id, message: st.message }); };
     agent.session.node = node('n1');

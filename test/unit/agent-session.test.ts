@@ -1,10 +1,14 @@
 /**
- * AgentSession against a real `ws` server on 127.0.0.1 (port 0) playing the manager. Only the
+ * AgentSession against a real `ws` server on a unix socket playing the manager. Only the
  * session's interval timer is faked (`setInterval`): socket I/O and the reconnect back-off run
  * for real and are awaited by polling with a deadline, so "within 3 intervals" is counted in
  * fake ticks, not guessed from wall-clock sleeps.
  */
-import type { AddressInfo, Socket } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { LocalIndex } from '../../mesh/agent/local-index.js';
@@ -31,9 +35,13 @@ class FakeManager {
   private constructor(readonly wss: WebSocketServer, readonly url: string) {}
 
   static async start(autoPong: boolean): Promise<FakeManager> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong });
-    await new Promise<void>((r) => wss.once('listening', r));
-    const fm = new FakeManager(wss, `http://127.0.0.1:${(wss.address() as AddressInfo).port}`);
+    // On a unix socket, the manager's plain transport (its TCP listener speaks TLS only).
+    const path = join(mkdtempSync(join(tmpdir(), 'shoal-fake-mgr-')), 'shoal.sock');
+    const server = createHttpServer();
+    await new Promise<void>((r) => server.listen(path, r));
+    const wss = new WebSocketServer({ server, autoPong });
+    const fm = new FakeManager(wss, `unix://${path}`);
+    wss.on('close', () => server.close());
     wss.on('connection', (ws, req) => fm.accept(ws, req.socket));
     return fm;
   }

@@ -12,7 +12,7 @@ import { fullTable, runCli } from '../../mesh/cli/main.js';
 import { VERSION } from '../../mesh/version.js';
 
 /** A manager address nothing listens on: commands must fail before they would call it. */
-const ENV = { SHOAL_HOST: 'http://127.0.0.1:9', SHOAL_TOKEN: 'x', SHOAL_DATA_DIR: '/nonexistent-shoal' };
+const ENV = { SHOAL_HOST: 'https://127.0.0.1:9', SHOAL_TOKEN: `SHOAL-1-${'a'.repeat(52)}-${'b'.repeat(26)}`, SHOAL_DATA_DIR: '/nonexistent-shoal' };
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '', err = '';
@@ -94,7 +94,7 @@ describe('version', () => {
     const v = await run('version');
     expect(v.code).toBe(0);
     expect(v.out).toMatch(new RegExp(`^Client: shoal ${VERSION.replace(/\./g, '\\.')} \\(node v\\d+`));
-    expect(v.out).toMatch(/\nServer: unknown \(cannot reach the manager at http:\/\/127\.0\.0\.1:9/);
+    expect(v.out).toMatch(/\nServer: unknown \(cannot reach the manager at https:\/\/127\.0\.0\.1:9/);
   });
 });
 
@@ -153,9 +153,9 @@ const mistakes: Case[] = [
   { argv: ['network', 'create', '-o', '=x', 'n'], code: 1, err: /-o '=x' must be KEY=VALUE/ },
   { argv: ['join-token'], code: 1, err: /no join token in \/nonexistent-shoal/ },
   { argv: ['down', 'now'], code: 2, err: /expected no arguments, got 'now'/ },
-  { argv: ['agent', '--join', 'http://127.0.0.1:9', '--token', 't', '--ingress-subnet', '10.9.0.0/16'], code: 2, err: /--ingress-subnet is not a flag of shoal agent \(only of shoal up and shoal manager\)/ },
+  { argv: ['agent', '--join', 'https://127.0.0.1:9', '--token', 't', '--ingress-subnet', '10.9.0.0/16'], code: 2, err: /--ingress-subnet is not a flag of shoal agent \(only of shoal up and shoal manager\)/ },
   { argv: ['manager', '--isolation', 'none'], code: 2, err: /--isolation is not a flag of shoal manager/ },
-  { argv: ['service', 'ls'], code: 1, err: /cannot reach the manager at http:\/\/127\.0\.0\.1:9/ },
+  { argv: ['service', 'ls'], code: 1, err: /cannot reach the manager at https:\/\/127\.0\.0\.1:9/ },
 ];
 
 describe('exit status and messages', () => {
@@ -183,7 +183,7 @@ describe('bash completion (a real bash runs the generated script)', () => {
   it.each<[string, string[]]>([
     ['shoal ser', ['service']],
     ['shoal n', ['network', 'node']],
-    ['shoal ', ['--help', '--version', 'agent', 'completion', 'down', 'events', 'info', 'join-token', 'manager', 'network', 'node', 'service', 'up', 'version']],
+    ['shoal ', ['--help', '--version', 'agent', 'ca', 'completion', 'down', 'events', 'info', 'join-token', 'manager', 'network', 'node', 'service', 'token', 'up', 'version']],
     ['shoal service ', ['create', 'inspect', 'logs', 'ls', 'ps', 'rm', 'rollback', 'scale', 'update']],
     ['shoal service l', ['logs', 'ls']],
     ['shoal service create --endpoint-mode ', ['dnsrr', 'vip']],
@@ -211,7 +211,7 @@ describe('bash completion (a real bash runs the generated script)', () => {
     // As zsh's _bash_complete calls it: its own (1-based) arrays, COMP_CWORD = CURRENT - 1. zsh's
     // compgen does not filter by prefix (compadd does), so each answer is the whole candidate set.
     const cases: Array<[string[], number, string]> = [
-      [['shoal', 'ser'], 1, 'network node service info events version completion down join-token up manager agent --help --version'],
+      [['shoal', 'ser'], 1, 'ca network node service token info events version completion down join-token up manager agent --help --version'],
       [['shoal', 'service', 'l'], 2, 'create ls ps logs inspect rm scale update rollback'],
       [['shoal', 'service', 'create', '--endpoint-mode', ''], 4, 'vip dnsrr'],
       [['shoal', 'network', 'ls', '--fo'], 3, '--filter -f --format --quiet -q --host -H --token --data-dir --help -h'],
